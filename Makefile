@@ -1,0 +1,115 @@
+# libinfer — plain Makefile. `make` builds the libraries and tools; `make test` and
+# `make demo` first install missing Debian packages (scripts/deps.sh), then build and run.
+#
+#   make            build/libinfer.so (soname libinfer.so.0), build/libinfer.a, tools, examples
+#   make test       deps + every tests/test_*.c runner (cmocka)
+#   make demo       deps + stream a story from ../shared/models/stories260K.bin
+#   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
+#   make tsan       the test suite under ThreadSanitizer (build-tsan/)
+#   make bench      build the benchmarks (bench/*.c -> build/bench/*)
+#   make install PREFIX=/usr/local
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+SHARED   ?= ../shared
+CC       ?= cc
+OPT      ?= -O2
+SANITIZE ?=
+
+PKGS      := openblas libuv
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -fvisibility=hidden \
+           -Iinclude -Ilib $(PKG_CFLAGS) $(SANITIZE) -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lm -lpthread
+LDFLAGS += $(SANITIZE)
+
+LIB_SRC := $(wildcard lib/*.c lib/cpu/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+TOOLS := $(BUILD)/infer-generate $(BUILD)/examples/poll_loop
+
+.PHONY: all lib tests bench deps test run-tests demo asan tsan install clean
+all: lib $(TOOLS)
+lib: $(BUILD)/libinfer.a $(BUILD)/libinfer.so
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DINFER_BUILD -c $< -o $@
+
+$(BUILD)/libinfer.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libinfer.so.0.1.0: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libinfer.so.0 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libinfer.so: $(BUILD)/libinfer.so.0.1.0
+	ln -sf libinfer.so.0.1.0 $(BUILD)/libinfer.so.0
+	ln -sf libinfer.so.0.1.0 $@
+
+# Tools and examples link the shared library, so they can use only what it exports.
+$(BUILD)/infer-generate: examples/generate.c $(BUILD)/libinfer.so
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libinfer.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+
+# Test runners link the static library: unit tests reach internal (hidden) symbols.
+$(BUILD)/tests/%: tests/%.c tests/test_util.h $(BUILD)/libinfer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libinfer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS)
+
+tests: $(TEST_BIN)
+bench: $(BENCH_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+# The README's test command. Sub-make so pkg-config runs after deps installed things.
+test: deps
+	@$(MAKE) --no-print-directory run-tests
+
+run-tests: all tests
+	@fail=0; for t in $(TEST_BIN); do \
+	    echo "== $$t"; INFER_SHARED=$(SHARED) $$t || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
+	echo "make test: all runners passed"
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@echo "demo: model $(SHARED)/models/stories260K.bin (llama2.c stories260K, Karpathy's TinyStories model, MIT)"
+	$(BUILD)/infer-generate -m $(SHARED)/models/stories260K.bin -z $(SHARED)/models/tok512.bin \
+	    -p "Once upon a time" -n 200 --temp 0.8 --seed 42
+
+asan: deps
+	@$(MAKE) --no-print-directory run-tests BUILD=build-asan OPT=-O1 \
+	    SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+tsan: deps
+	@$(MAKE) --no-print-directory run-tests BUILD=build-tsan OPT=-O1 SANITIZE="-fsanitize=thread"
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/infer.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libinfer.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/libinfer.so.0
+	ln -sf libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/libinfer.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' infer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/infer.pc
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(LIB_OBJ:.o=.d)
