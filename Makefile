@@ -21,8 +21,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -fvisibility=hidden \
-           -Iinclude -Ilib $(PKG_CFLAGS) $(SANITIZE) -MMD -MP
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -fvisibility=hidden \
+           -Iinclude -Ilib $(PKG_CFLAGS) $(SANITIZE) -MMD -MP $(CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS += $(SANITIZE)
 
@@ -40,7 +40,7 @@ lib: $(BUILD)/libinfer.a $(BUILD)/libinfer.so
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DINFER_BUILD -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -DINFER_BUILD -c $< -o $@
 
 $(BUILD)/libinfer.a: $(LIB_OBJ)
 	@rm -f $@
@@ -55,20 +55,20 @@ $(BUILD)/libinfer.so: $(BUILD)/libinfer.so.0.1.0
 
 # Tools and examples link the shared library, so they can use only what it exports.
 $(BUILD)/infer-generate: examples/generate.c $(BUILD)/libinfer.so
-	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libinfer.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
 
 # Test runners link the static library: unit tests reach internal (hidden) symbols.
 $(BUILD)/tests/%: tests/%.c tests/test_util.h $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS)
 
 tests: $(TEST_BIN)
 bench: $(BENCH_BIN)

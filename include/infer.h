@@ -304,7 +304,8 @@ typedef struct infer_stats {
     int64_t running;            /* admitted, not finished */
     int64_t kv_blocks_total;    /* over all loaded models */
     int64_t kv_blocks_used;
-    int64_t steps;              /* engine steps run */
+    int64_t preempted;          /* times a sequence was preempted for lack of KV blocks */
+    int64_t steps;              /* engine steps that ran a forward pass */
     int64_t max_batch_seqs;     /* most sequences in one step so far */
     int64_t requests_done;      /* DONE events produced, any status */
     int64_t tokens_prompt;      /* prompt tokens processed (prefilled) */

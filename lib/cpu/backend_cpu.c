@@ -1,0 +1,130 @@
+/*
+** backend_cpu.c — the CPU backend: ops.h kernels on an explicit thread pool, and the paged
+** attention kernel (threaded over (row, head) pairs; each pair walks its sequence's blocks).
+*/
+#include "../backend.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cpu_backend {
+    backend base;
+    threadpool *tp;
+    float *scores;     /* (n_threads, scores_cap) attention scratch */
+    int scores_cap;
+} cpu_backend;
+
+static cpu_backend *cpu(backend *be) { return (cpu_backend *)be; }
+
+static void cpu_destroy(backend *be)
+{
+    cpu_backend *c = cpu(be);
+    tp_destroy(c->tp);
+    free(c->scores);
+    free(c);
+}
+
+static void cpu_matmul(backend *be, float *y, const float *x, const float *w, int m, int n, int k)
+{
+    ops_matmul(cpu(be)->tp, y, x, w, m, n, k);
+}
+
+static void cpu_rmsnorm(backend *be, float *y, const float *x, const float *w, int m, int dim, float eps)
+{
+    ops_rmsnorm(y, x, w, m, dim, eps);
+}
+
+static void cpu_rope(backend *be, float *x, const batch *b, int n_heads, int head_dim, float theta)
+{
+    size_t width = (size_t)n_heads * (size_t)head_dim;
+    for (int r = 0; r < b->n; r++) ops_ref_rope(x + (size_t)r * width, n_heads, head_dim, b->pos[r], theta);
+}
+
+static void cpu_swiglu(backend *be, float *h, const float *g, const float *u, int n)
+{
+    ops_swiglu(cpu(be)->tp, h, g, u, n);
+}
+
+typedef struct attn_job {
+    const attn_args *a;
+    float *scores;
+    int scores_cap;
+} attn_job;
+
+/* One query head of one row: scores over positions 0..pos, softmax, weighted sum of V. */
+static void attend_one(const attn_args *a, int r, int h, float *sc)
+{
+    const kv_pool *pool = a->pool;
+    int hd = a->head_dim, bt = pool->block_tokens;
+    int kvh = h / (a->n_heads / a->n_kv_heads);
+    size_t kvd = (size_t)pool->kv_dim;
+    const float *q = a->q + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
+    float *out = a->out + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
+    int32_t pos = a->b->pos[r];
+    const int32_t *blocks = a->b->tables[r]->blocks;
+    float scale = 1.0f / sqrtf((float)hd);
+
+    for (int32_t t = 0; t <= pos; t++) {
+        const float *k = kv_k(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
+        float s = 0.0f;
+        for (int i = 0; i < hd; i++) s += q[i] * k[i];
+        sc[t] = s * scale;
+    }
+    ops_ref_softmax(sc, pos + 1);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t t = 0; t <= pos; t++) {
+        const float *v = kv_v(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
+        float p = sc[t];
+        for (int i = 0; i < hd; i++) out[i] += p * v[i];
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    attn_job *job = arg;
+    const attn_args *a = job->a;
+    int total = a->b->n * a->n_heads;
+    float *sc = job->scores + (size_t)ith * (size_t)job->scores_cap;
+    for (int i = ith; i < total; i += nth) attend_one(a, i / a->n_heads, i % a->n_heads, sc);
+}
+
+static infer_status cpu_attention(backend *be, const attn_args *a)
+{
+    cpu_backend *c = cpu(be);
+    if (a->max_ctx > c->scores_cap) {
+        float *s = realloc(c->scores, (size_t)a->max_ctx * (size_t)be->n_threads * sizeof(float));
+        if (!s) return infer_err(INFER_ENOMEM, "out of memory for attention scratch (%d positions)", a->max_ctx);
+        c->scores = s;
+        c->scores_cap = a->max_ctx;
+    }
+    attn_job job = { a, c->scores, c->scores_cap };
+    tp_run(c->tp, attn_worker, &job);
+    return INFER_OK;
+}
+
+static const backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .swiglu = cpu_swiglu,
+    .attention = cpu_attention,
+};
+
+infer_status backend_cpu_create(int n_threads, backend **out)
+{
+    cpu_backend *c = calloc(1, sizeof *c);
+    if (!c) return infer_err(INFER_ENOMEM, "out of memory for the CPU backend");
+    infer_status st = tp_create(n_threads, &c->tp);
+    if (st) {
+        free(c);
+        return st;
+    }
+    c->base.ops = &cpu_ops;
+    c->base.n_threads = n_threads;
+    *out = &c->base;
+    return INFER_OK;
+}

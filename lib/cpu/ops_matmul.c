@@ -1,0 +1,277 @@
+/*
+** ops_matmul.c — y[m][n] = sum_k x[m][k] * W[n][k], the kernel that decides decode speed.
+**
+** Small m (decode, a few sequences): a GEMV-like SIMD kernel threaded over the rows of W,
+** which streams W from memory exactly once for all m input rows; it is bound by memory
+** bandwidth, so the aim is to keep the loads flowing, not to save FLOPs. Large m (prefill,
+** big batches): cblas_sgemm, which blocks for the caches and is compute bound.
+**
+** Batch invariance: every output element has its own vector accumulator, fed in k order
+** (16 or 8 lanes, a masked tail, then one fixed horizontal sum), whatever the blocking
+** over m, n or threads. So a row's result does not depend on which other rows share the
+** batch, nor on the thread count: greedy decoding gives the same text batched or alone.
+*/
+#include "ops_simd.h"
+
+#include <cblas.h>
+#include <stddef.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MM_X86 1
+#include <immintrin.h>
+#endif
+
+/* Below this many multiply-adds the whole product fits in L2 and takes a few µs: handing
+** half to a worker costs about as much as it saves, so it runs on the caller alone. */
+#define MM_INLINE_MACS (64 * 1024)
+/* Threads get contiguous ranges of W rows in multiples of this, so no two threads share a
+** cache line of y and the 4-row blocks stay whole. */
+#define MM_ROW_ALIGN 16
+/* Software prefetch distance ahead of the loads, per W row. Zen 4 and Intel cores have
+** stream prefetchers, but four concurrent row streams per thread plus a new matrix every
+** ~100 µs leave them ramping up; bench_kernels showed the best m = 1 bandwidth with
+** prefetching about 1 KiB ahead (see the table in the commit notes). 0 disables it. */
+#define MM_PF_BYTES 1024
+
+typedef struct mm_job {
+    ops_simd_level level;
+    float *y;
+    const float *x, *w;
+    int m, n, k;
+    int chunk;   /* rows of W per thread, a multiple of MM_ROW_ALIGN */
+} mm_job;
+
+/* ---- plain C ---- */
+
+static void mm_rows_scalar(float *y, const float *x, const float *w, int m, int n, int k,
+                           int n0, int n1)
+{
+    int i = n0;
+    for (; i + 4 <= n1; i += 4) {
+        const float *w0 = w + (size_t)i * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+        for (int r = 0; r < m; r++) {
+            const float *xr = x + (size_t)r * k;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int j = 0; j < k; j++) {
+                float xv = xr[j];
+                s0 += w0[j] * xv;
+                s1 += w1[j] * xv;
+                s2 += w2[j] * xv;
+                s3 += w3[j] * xv;
+            }
+            float *yr = y + (size_t)r * n + i;
+            yr[0] = s0;
+            yr[1] = s1;
+            yr[2] = s2;
+            yr[3] = s3;
+        }
+    }
+    for (; i < n1; i++) {
+        const float *wi = w + (size_t)i * k;
+        for (int r = 0; r < m; r++) {
+            const float *xr = x + (size_t)r * k;
+            float s = 0;
+            for (int j = 0; j < k; j++) s += wi[j] * xr[j];
+            y[(size_t)r * n + i] = s;
+        }
+    }
+}
+
+#ifdef MM_X86
+
+/* ---- AVX-512: NW rows of W x R rows of x, one zmm accumulator per pair ---- */
+
+#define T512 __attribute__((target("avx512f,avx512bw,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* NW and R are compile-time constants at every call, so the loops unroll completely and
+** the 4x4 accumulators live in registers (16 + 4 W + 1 x of the 32 zmm registers). */
+INLINE T512 void mm512_block(float *y, int ldy, const float *x, const float *w, int k, int NW,
+                             int R)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) acc[r][i] = _mm512_setzero_ps();
+
+    const int kfull = k & ~15;
+    int j = 0;
+    for (; j < kfull; j += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) {
+            if (MM_PF_BYTES) _mm_prefetch((const char *)(w + (size_t)i * k + j) + MM_PF_BYTES, _MM_HINT_T0);
+            wv[i] = _mm512_loadu_ps(w + (size_t)i * k + j);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)r * k + j);
+#pragma GCC unroll 4
+            for (int i = 0; i < NW; i++) acc[r][i] = _mm512_fmadd_ps(wv[i], xv, acc[r][i]);
+        }
+    }
+    if (j < k) {
+        const __mmask16 mask = (__mmask16)((1u << (k - j)) - 1);
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) wv[i] = _mm512_maskz_loadu_ps(mask, w + (size_t)i * k + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j);
+#pragma GCC unroll 4
+            for (int i = 0; i < NW; i++) acc[r][i] = _mm512_fmadd_ps(wv[i], xv, acc[r][i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) y[(size_t)r * ldy + i] = _mm512_reduce_add_ps(acc[r][i]);
+}
+
+/* All m rows of x against W rows [i, i+NW): x rows in groups of 4, so W's block is read
+** from memory once and re-read from L1/L2 for the later groups. */
+INLINE T512 void mm512_wblock(float *y, const float *x, const float *w, int m, int n, int k,
+                              int NW)
+{
+    int r = 0;
+    for (; r + 4 <= m; r += 4) mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 4);
+    switch (m - r) {
+    case 3: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 3); break;
+    case 2: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 2); break;
+    case 1: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 1); break;
+    default: break;
+    }
+}
+
+static T512 void mm_rows_avx512(float *y, const float *x, const float *w, int m, int n, int k,
+                                int n0, int n1)
+{
+    int i = n0;
+    for (; i + 4 <= n1; i += 4) mm512_wblock(y + i, x, w + (size_t)i * k, m, n, k, 4);
+    for (; i < n1; i++) mm512_wblock(y + i, x, w + (size_t)i * k, m, n, k, 1);
+}
+
+/* ---- AVX2: the same shape with 8 lanes; 16 ymm registers allow 4 W rows x 2 x rows ---- */
+
+#define T256 __attribute__((target("avx2,fma")))
+
+INLINE T256 float mm256_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Lane masks for the k tail: 8 - t loads starting at mm256_tail + t give t leading ones. */
+static const int32_t mm256_tail[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+INLINE T256 void mm256_block(float *y, int ldy, const float *x, const float *w, int k, int NW,
+                             int R)
+{
+    __m256 acc[2][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) acc[r][i] = _mm256_setzero_ps();
+
+    const int kfull = k & ~7;
+    int j = 0;
+    for (; j < kfull; j += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) {
+            /* One prefetch per 64-byte line, i.e. every other 8-float step. */
+            if (MM_PF_BYTES && !(j & 8))
+                _mm_prefetch((const char *)(w + (size_t)i * k + j) + MM_PF_BYTES, _MM_HINT_T0);
+            wv[i] = _mm256_loadu_ps(w + (size_t)i * k + j);
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)r * k + j);
+#pragma GCC unroll 4
+            for (int i = 0; i < NW; i++) acc[r][i] = _mm256_fmadd_ps(wv[i], xv, acc[r][i]);
+        }
+    }
+    if (j < k) {
+        const __m256i mask = _mm256_loadu_si256((const __m256i *)(mm256_tail + 8 - (k - j)));
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) wv[i] = _mm256_maskload_ps(w + (size_t)i * k + j, mask);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m256 xv = _mm256_maskload_ps(x + (size_t)r * k + j, mask);
+#pragma GCC unroll 4
+            for (int i = 0; i < NW; i++) acc[r][i] = _mm256_fmadd_ps(wv[i], xv, acc[r][i]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int i = 0; i < NW; i++) y[(size_t)r * ldy + i] = mm256_hsum(acc[r][i]);
+}
+
+INLINE T256 void mm256_wblock(float *y, const float *x, const float *w, int m, int n, int k,
+                              int NW)
+{
+    int r = 0;
+    for (; r + 2 <= m; r += 2) mm256_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 2);
+    if (r < m) mm256_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 1);
+}
+
+static T256 void mm_rows_avx2(float *y, const float *x, const float *w, int m, int n, int k,
+                              int n0, int n1)
+{
+    int i = n0;
+    for (; i + 4 <= n1; i += 4) mm256_wblock(y + i, x, w + (size_t)i * k, m, n, k, 4);
+    for (; i < n1; i++) mm256_wblock(y + i, x, w + (size_t)i * k, m, n, k, 1);
+}
+
+#endif /* MM_X86 */
+
+static void mm_worker(void *arg, int ith, int nth)
+{
+    const mm_job *jb = arg;
+    int n0 = ith * jb->chunk;
+    int n1 = INFER_MIN(jb->n, n0 + jb->chunk);
+    if (n0 >= n1) return;
+    switch (jb->level) {
+#ifdef MM_X86
+    case OPS_SIMD_AVX512: mm_rows_avx512(jb->y, jb->x, jb->w, jb->m, jb->n, jb->k, n0, n1); break;
+    case OPS_SIMD_AVX2: mm_rows_avx2(jb->y, jb->x, jb->w, jb->m, jb->n, jb->k, n0, n1); break;
+#endif
+    default: mm_rows_scalar(jb->y, jb->x, jb->w, jb->m, jb->n, jb->k, n0, n1); break;
+    }
+}
+
+void ops_matmul_simd(ops_simd_level level, threadpool *tp, float *y, const float *x,
+                     const float *w, int m, int n, int k)
+{
+    if (m <= 0 || n <= 0) return;
+    ops_simd_level best = ops_simd_detect();
+    mm_job jb = {level > best ? best : level, y, x, w, m, n, k, n};
+    int nth = tp_size(tp);
+    if (nth == 1 || (size_t)m * (size_t)n * (size_t)k < MM_INLINE_MACS) {
+        mm_worker(&jb, 0, 1);
+        return;
+    }
+    int per = (n + nth - 1) / nth;
+    jb.chunk = (per + MM_ROW_ALIGN - 1) / MM_ROW_ALIGN * MM_ROW_ALIGN;
+    tp_run(tp, mm_worker, &jb);
+}
+
+void ops_matmul_sgemm(threadpool *tp, float *y, const float *x, const float *w, int m, int n,
+                      int k)
+{
+    if (m <= 0 || n <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+}
+
+void ops_matmul(threadpool *tp, float *y, const float *x, const float *w, int m, int n, int k)
+{
+    if (m >= OPS_SGEMM_MIN_ROWS)
+        ops_matmul_sgemm(tp, y, x, w, m, n, k);
+    else
+        ops_matmul_simd(ops_simd_detect(), tp, y, x, w, m, n, k);
+}

@@ -1,0 +1,86 @@
+/*
+** model.h — a loaded model: hyperparameters, weights (pointers into the mapped file),
+** tokenizer, end tokens, its KV pool and forward-pass scratch. Reference-counted: the
+** session's registry holds one reference and every sequence running on it another, so an
+** unloaded model is freed only when its last sequence has ended.
+*/
+#ifndef INFER_MODEL_H
+#define INFER_MODEL_H
+
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "kv_cache.h"
+#include "mmap.h"
+#include "tokenizer.h"
+
+typedef struct llama_hparams {
+    int dim;          /* model width */
+    int hidden_dim;   /* FFN width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;   /* < n_heads: grouped-query attention */
+    int head_dim;     /* dim / n_heads */
+    int vocab_size;
+    int seq_len;      /* context length */
+    float rms_eps;
+    float rope_theta;
+} llama_hparams;
+
+typedef struct llama_layer {
+    const float *attn_norm;  /* (dim) */
+    const float *wq;         /* (n_heads*head_dim, dim) */
+    const float *wk;         /* (n_kv_heads*head_dim, dim) */
+    const float *wv;         /* (n_kv_heads*head_dim, dim) */
+    const float *wo;         /* (dim, n_heads*head_dim) */
+    const float *ffn_norm;   /* (dim) */
+    const float *w1;         /* gate (hidden_dim, dim) */
+    const float *w2;         /* down (dim, hidden_dim) */
+    const float *w3;         /* up (hidden_dim, dim) */
+} llama_layer;
+
+typedef struct llama_weights {
+    const float *tok_embd;   /* (vocab, dim) */
+    llama_layer *layers;     /* (n_layers) */
+    const float *out_norm;   /* (dim) */
+    const float *wcls;       /* (vocab, dim); == tok_embd when shared */
+} llama_weights;
+
+/* Forward-pass scratch, grown to the largest batch seen (engine thread only). */
+typedef struct llama_work {
+    int cap_rows, cap_logits;
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2; /* (rows, width) activations */
+    float *xl;                                  /* (logit rows, dim) */
+    float *logits;                              /* (logit rows, vocab) */
+} llama_work;
+
+typedef struct infer_model {
+    char *name, *version, *path;
+    llama_hparams hp;
+    llama_weights w;
+    mapped_file map;
+    tokenizer *tok;
+    int32_t end_tokens[4];   /* generating one ends the sequence (unless ignore_eos) */
+    int n_end;
+    kv_pool kv;
+    llama_work work;
+    size_t weight_bytes;     /* bytes read per forward step (all but the embedding gather) */
+    atomic_int refs;
+    atomic_int unloading;    /* set by infer_model_unload: the engine cancels its sequences */
+} infer_model;
+
+/* Load a llama2.c checkpoint + its tokenizer and create its KV pool. */
+infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
+                        int kv_block_tokens, infer_model **out);
+void model_ref(infer_model *m);
+void model_unref(infer_model *m);
+
+/* Parse and validate a llama2.c checkpoint already mapped: fills hp, w (layers malloc'd). */
+infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams *hp, llama_weights *w);
+
+/* One forward step over batch b (KV of every row is written to the pool). On success
+** *logits points to (b->n_logits, vocab) floats in model scratch, rows in batch order. */
+infer_status llama_forward(infer_model *m, backend *be, const batch *b, const float **logits);
+void llama_work_free(llama_work *w);
+
+#endif

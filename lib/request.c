@@ -1,0 +1,252 @@
+/*
+** request.c — requests in and events out: infer_request_init, infer_tokenize, infer_submit,
+** infer_cancel, infer_poll, infer_session_stats. Any host thread.
+*/
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+INFER_API void infer_request_init(infer_request *rq)
+{
+    if (!rq) return;
+    memset(rq, 0, sizeof *rq);
+    rq->size = sizeof *rq;
+    rq->add_bos = 1;
+    rq->max_tokens = 128;
+    rq->temperature = 0.8f;
+    rq->top_k = 40;
+    rq->top_p = 0.95f;
+    rq->min_p = 0.05f;
+    rq->repetition_penalty = 1.0f;
+    rq->penalty_last_n = 64;
+}
+
+INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const char *version,
+                                      const char *text, int add_bos, int32_t *ids, size_t cap, size_t *n_ids)
+{
+    infer_err_clear();
+    if (!s || !name || !text || !n_ids || (cap && !ids))
+        return infer_err(INFER_EINVAL, "infer_tokenize: session, name, text and n_ids are required (ids when cap > 0)");
+    infer_model *m;
+    infer_status st = session_model_get(s, name, version, &m);
+    if (st) return st;
+    int32_t *v = NULL;
+    size_t n = 0;
+    st = tok_encode(m->tok, text, strlen(text), add_bos, &v, &n);
+    model_unref(m);
+    if (st) return st;
+    *n_ids = n;
+    if (cap < n) st = cap ? infer_err(INFER_EINVAL, "infer_tokenize: %zu ids do not fit in cap = %zu", n, cap) : INFER_OK;
+    else memcpy(ids, v, n * sizeof *v);
+    free(v);
+    return st;
+}
+
+void seq_free(seq *q)
+{
+    if (!q) return;
+    sampler_free(q->smp);
+    stop_free(q->stop);
+    free(q->tokens);
+    free(q->stop_tokens);
+    free(q->kv.blocks);
+    if (q->model) model_unref(q->model);
+    free(q);
+}
+
+/* Build a sequence from a validated request; tokenizes the prompt. */
+static infer_status seq_create(infer_session *s, const infer_request *rq, seq **out)
+{
+    *out = NULL;
+    if (!rq->model) return infer_err(INFER_EINVAL, "request: model is NULL");
+    if (!rq->prompt) return infer_err(INFER_EINVAL, "request: prompt is NULL (use \"\" for an empty prompt)");
+    if (rq->max_tokens < 1) return infer_err(INFER_EINVAL, "request: max_tokens = %d must be >= 1", rq->max_tokens);
+    if (rq->n_stop && !rq->stop) return infer_err(INFER_EINVAL, "request: n_stop = %zu but stop is NULL", rq->n_stop);
+    if (rq->n_stop_tokens && !rq->stop_tokens)
+        return infer_err(INFER_EINVAL, "request: n_stop_tokens = %zu but stop_tokens is NULL", rq->n_stop_tokens);
+
+    seq *q = calloc(1, sizeof *q);
+    if (!q) return infer_err(INFER_ENOMEM, "out of memory for a request");
+    infer_status st = session_model_get(s, rq->model, rq->version, &q->model);
+    if (st) goto fail;
+    const llama_hparams *hp = &q->model->hp;
+
+    int32_t *ids = NULL;
+    size_t n = 0;
+    st = tok_encode(q->model->tok, rq->prompt, strlen(rq->prompt), rq->add_bos, &ids, &n);
+    if (st) goto fail;
+    if (n == 0) {
+        free(ids);
+        st = infer_err(INFER_EINVAL, "request: the prompt is empty and add_bos = 0: nothing to start from");
+        goto fail;
+    }
+    if (n > (size_t)hp->seq_len) {
+        free(ids);
+        st = infer_err(INFER_EINVAL, "request: the prompt is %zu tokens, over model '%s' context of %d tokens",
+                       n, q->model->name, hp->seq_len);
+        goto fail;
+    }
+    /* Generation may run to the end of the context, then ends with INFER_FINISH_LENGTH. */
+    long limit = (long)n + rq->max_tokens;
+    if (limit > hp->seq_len) limit = hp->seq_len;
+    int32_t need = kv_blocks_for(&q->model->kv, (int)limit);
+    if (need > q->model->kv.n_blocks) {
+        free(ids);
+        st = infer_err(INFER_ENOMEM, "request: %ld tokens need %d KV blocks but model '%s' has a pool of %d "
+                                     "(kv_cache_bytes too small for this request)", limit, need, q->model->name,
+                       q->model->kv.n_blocks);
+        goto fail;
+    }
+    q->tokens = realloc(ids, (size_t)limit * sizeof *ids);
+    if (!q->tokens) {
+        free(ids);
+        st = infer_err(INFER_ENOMEM, "out of memory for %ld tokens", limit);
+        goto fail;
+    }
+    q->n_tokens = q->n_prompt = (int)n;
+    q->limit = (int)limit;
+    q->user_data = rq->user_data;
+    q->ignore_eos = rq->ignore_eos;
+    q->want_logits = rq->want_logits;
+
+    sampler_params sp = { rq->temperature, rq->top_k, rq->top_p, rq->min_p, rq->repetition_penalty,
+                          rq->frequency_penalty, rq->presence_penalty, rq->penalty_last_n, rq->seed };
+    st = sampler_create(&sp, hp->vocab_size, &q->smp);
+    if (st) goto fail;
+    if (rq->n_stop) {
+        for (size_t i = 0; i < rq->n_stop; i++)
+            if (!rq->stop[i]) { st = infer_err(INFER_EINVAL, "request: stop[%zu] is NULL", i); goto fail; }
+        st = stop_create(rq->stop, rq->n_stop, &q->stop);
+        if (st) goto fail;
+    }
+    if (rq->n_stop_tokens) {
+        q->stop_tokens = malloc(rq->n_stop_tokens * sizeof *q->stop_tokens);
+        if (!q->stop_tokens) { st = infer_err(INFER_ENOMEM, "out of memory"); goto fail; }
+        memcpy(q->stop_tokens, rq->stop_tokens, rq->n_stop_tokens * sizeof *q->stop_tokens);
+        q->n_stop_tokens = rq->n_stop_tokens;
+    }
+    tok_stream_init(&q->detok, q->tokens[n - 1]);
+    q->t_submit = uv_hrtime();
+    *out = q;
+    return INFER_OK;
+fail:
+    seq_free(q);
+    return st;
+}
+
+INFER_API infer_status infer_submit(infer_session *s, const infer_request *rin, infer_request_id *id)
+{
+    infer_err_clear();
+    if (!s || !rin || !id) return infer_err(INFER_EINVAL, "infer_submit: session, request and id are required");
+    infer_request rq;
+    infer_request_init(&rq);
+    infer_status st = copy_versioned(&rq, sizeof rq, rin, rin->size, "infer_request");
+    if (st) return st;
+    seq *q;
+    st = seq_create(s, &rq, &q);
+    if (st) return st;
+
+    uv_mutex_lock(&s->mu);
+    if (s->stopping) st = infer_err(INFER_ECANCELED, "infer_submit: the session is being destroyed");
+    else if (s->n_queued >= s->p.queue_capacity || s->n_subq == s->cap_subq)
+        st = infer_err(INFER_EBUSY, "infer_submit: the queue is full (%d requests waiting; queue_capacity %d)",
+                       s->n_queued, s->p.queue_capacity);
+    else if (s->n_live == s->cap_live) {
+        int cap = s->cap_live ? s->cap_live * 2 : 64;
+        infer_request_id *v = realloc(s->live, (size_t)cap * sizeof *v);
+        if (v) { s->live = v; s->cap_live = cap; }
+        else st = infer_err(INFER_ENOMEM, "out of memory");
+    }
+    if (!st) {
+        q->id = s->next_id++;
+        s->live[s->n_live++] = q->id;
+        s->subq[s->n_subq++] = q;
+        s->n_queued++;
+        s->stats.queued = s->n_queued;
+        uv_cond_signal(&s->work_cv);
+    }
+    uv_mutex_unlock(&s->mu);
+    if (st) {
+        seq_free(q);
+        return st;
+    }
+    *id = q->id;
+    return INFER_OK;
+}
+
+INFER_API infer_status infer_cancel(infer_session *s, infer_request_id id)
+{
+    infer_err_clear();
+    if (!s) return infer_err(INFER_EINVAL, "infer_cancel: session is NULL");
+    infer_status st = INFER_OK;
+    uv_mutex_lock(&s->mu);
+    int live = 0;
+    for (int i = 0; i < s->n_live && !live; i++) live = s->live[i] == id;
+    if (!live) {
+        st = infer_err(INFER_ENOTFOUND, "infer_cancel: request %llu is unknown or already finished",
+                       (unsigned long long)id);
+    } else {
+        if (s->n_cancels == s->cap_cancels) {
+            int cap = s->cap_cancels ? s->cap_cancels * 2 : 16;
+            infer_request_id *v = realloc(s->cancels, (size_t)cap * sizeof *v);
+            if (v) { s->cancels = v; s->cap_cancels = cap; }
+            else st = infer_err(INFER_ENOMEM, "out of memory");
+        }
+        if (!st) {
+            s->cancels[s->n_cancels++] = id;
+            uv_cond_signal(&s->work_cv);
+        }
+    }
+    uv_mutex_unlock(&s->mu);
+    return st;
+}
+
+/* Milliseconds left until deadline (ns), never negative. */
+static uint64_t ms_left(uint64_t deadline)
+{
+    uint64_t now = uv_hrtime();
+    return now >= deadline ? 0 : (deadline - now + 999999) / 1000000;
+}
+
+INFER_API int infer_poll(infer_session *s, infer_event *ev, int max, int timeout_ms)
+{
+    infer_err_clear();
+    if (!s || !ev || max < 1) return infer_err(INFER_EINVAL, "infer_poll: session, ev and max >= 1 are required");
+    evl_free_items(&s->held); /* the previous poll's text and logits */
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+    int caller = s->p.threading == INFER_THREADING_CALLER;
+    int n = 0;
+    uv_mutex_lock(&s->mu);
+    for (;;) {
+        n = events_take_locked(s, ev, max);
+        if (n > 0) break;
+        if (caller && (s->n_subq > 0 || s->n_cancels > 0 || s->engine_busy)) {
+            uv_mutex_unlock(&s->mu);
+            engine_step(s);
+            uv_mutex_lock(&s->mu);
+            continue;
+        }
+        if (timeout_ms >= 0 && uv_hrtime() >= deadline) break;
+        uv_cond_t *cv = caller ? &s->work_cv : &s->ev_cv;
+        if (timeout_ms < 0) uv_cond_wait(cv, &s->mu);
+        else uv_cond_timedwait(cv, &s->mu, ms_left(deadline) * 1000000u);
+    }
+    uv_mutex_unlock(&s->mu);
+    return n;
+}
+
+INFER_API infer_status infer_session_stats(infer_session *s, infer_stats *st)
+{
+    infer_err_clear();
+    if (!s || !st || st->size < sizeof(size_t) || st->size > sizeof *st)
+        return infer_err(INFER_EINVAL, "infer_session_stats: set st->size = sizeof(infer_stats) first");
+    size_t size = st->size;
+    uv_mutex_lock(&s->mu);
+    infer_stats snap = s->stats;
+    snap.queued = s->n_queued;
+    uv_mutex_unlock(&s->mu);
+    snap.size = size;
+    memcpy(st, &snap, size);
+    return INFER_OK;
+}

@@ -1,0 +1,184 @@
+/*
+** sched.c — continuous batching (iteration-level scheduling, as in Orca and vLLM).
+**
+** Each engine step: requests that arrived are appended to the waiting list; waiting requests
+** are admitted in arrival order while the running set has room and their model's KV pool can
+** hold their tokens; then one batch is built per model: first one decode token for every
+** running sequence that has caught up, then prefill chunks of the others, within the step's
+** token budget (chunked prefill, as in Sarathi). Every token fed needs its KV slot: when the
+** pool runs out, the newest running sequence is preempted — its blocks are freed and it goes
+** back to the front of the waiting list with its tokens, to be recomputed later. So running
+** out of KV memory delays requests; it never fails one that fits the pool alone (checked at
+** submit).
+*/
+#include "session.h"
+
+#include <string.h>
+
+void sched_take_submitted(infer_session *s)
+{
+    for (int i = 0; i < s->n_subq; i++) {
+        seq *q = s->subq[i];
+        q->next = NULL;
+        if (s->wait_tail) s->wait_tail->next = q;
+        else s->wait_head = q;
+        s->wait_tail = q;
+        s->n_waiting++;
+    }
+    s->n_subq = 0;
+}
+
+void sched_apply_cancels(infer_session *s)
+{
+    for (int c = 0; c < s->n_cancels; c++) {
+        infer_request_id id = s->cancels[c];
+        for (seq *q = s->wait_head; q; q = q->next)
+            if (q->id == id) q->cancel = 1;
+        for (int i = 0; i < s->n_running; i++)
+            if (s->running[i]->id == id) s->running[i]->cancel = 1;
+    }
+    s->n_cancels = 0;
+}
+
+void sched_remove_running(infer_session *s, seq *q)
+{
+    for (int i = 0; i < s->n_running; i++) {
+        if (s->running[i] == q) {
+            /* Keep arrival order: it decides who is preempted first. */
+            memmove(s->running + i, s->running + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->running);
+            s->n_running--;
+            return;
+        }
+    }
+}
+
+static void push_waiting_front(infer_session *s, seq *q)
+{
+    q->next = s->wait_head;
+    s->wait_head = q;
+    if (!s->wait_tail) s->wait_tail = q;
+    s->n_waiting++;
+}
+
+static void preempt(infer_session *s, seq *q)
+{
+    kv_seq_release(&q->model->kv, &q->kv);
+    q->n_computed = 0;
+    sched_remove_running(s, q);
+    push_waiting_front(s, q);
+    uv_mutex_lock(&s->mu);
+    s->n_queued++;
+    s->stats.preempted++;
+    uv_mutex_unlock(&s->mu);
+    infer_log(&s->log, INFER_LOG_DEBUG, "request %llu preempted (KV pool of %s full); it will be recomputed",
+              (unsigned long long)q->id, q->model->name);
+}
+
+void sched_admit(infer_session *s)
+{
+    /* Models whose head request could not be admitted: later requests of that model wait
+    ** too, so a long request is not starved by short ones behind it. */
+    const infer_model *blocked[16];
+    int n_blocked = 0;
+    seq *prev = NULL;
+    for (seq *q = s->wait_head; q && s->n_running < s->p.max_running;) {
+        seq *next = q->next;
+        int is_blocked = 0;
+        for (int i = 0; i < n_blocked; i++) is_blocked |= blocked[i] == q->model;
+        /* Room for everything it has plus the next token, counting what sequences admitted
+        ** earlier in this loop have been promised (they reserve on their first step). */
+        int32_t need = kv_blocks_for(&q->model->kv, q->n_tokens + 1);
+        int32_t promised = 0;
+        for (int i = 0; i < s->n_running; i++)
+            if (s->running[i]->model == q->model && s->running[i]->kv.n_blocks == 0)
+                promised += kv_blocks_for(&q->model->kv, s->running[i]->n_tokens + 1);
+        if (!is_blocked && need + promised <= q->model->kv.n_free) {
+            if (prev) prev->next = next;
+            else s->wait_head = next;
+            if (s->wait_tail == q) s->wait_tail = prev;
+            s->n_waiting--;
+            q->next = NULL;
+            s->running[s->n_running++] = q;
+            uv_mutex_lock(&s->mu);
+            s->n_queued--;
+            uv_mutex_unlock(&s->mu);
+        } else {
+            if (!is_blocked && n_blocked < 16) blocked[n_blocked++] = q->model;
+            prev = q;
+        }
+        q = next;
+    }
+}
+
+/* Is q already fed in this step? */
+static int in_step(const infer_session *s, const seq *q)
+{
+    for (int i = 0; i < s->n_step; i++)
+        if (s->step_seqs[i] == q) return 1;
+    return 0;
+}
+
+/* Reserve KV for q to hold `upto` positions, preempting newer sequences of the same model
+** that are not part of this step. Returns 1 if q can be fed; sets *changed when the running
+** array changed (a preemption), so the caller rescans it. */
+static int reserve_or_preempt(infer_session *s, seq *q, int upto, int *changed)
+{
+    kv_pool *pool = &q->model->kv;
+    while (kv_seq_reserve(pool, &q->kv, upto) != INFER_OK) {
+        seq *victim = NULL;
+        for (int i = s->n_running - 1; i >= 0 && !victim; i--) {
+            seq *v = s->running[i];
+            if (v != q && v->model == q->model && v->kv.n_blocks > 0 && !in_step(s, v)) victim = v;
+        }
+        if (!victim) {
+            /* Only sequences fed this step hold blocks: q steps back and lets them finish.
+            ** (With none fed, q alone fits the pool: checked at submit.) */
+            if (q->kv.n_blocks > 0) {
+                preempt(s, q);
+                *changed = 1;
+            }
+            return 0;
+        }
+        preempt(s, victim);
+        *changed = 1;
+    }
+    return 1;
+}
+
+static void add_rows(infer_session *s, seq *q, int chunk)
+{
+    int completes = q->n_computed + chunk == q->n_tokens;
+    for (int j = 0; j < chunk; j++) {
+        int pos = q->n_computed + j;
+        batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || (completes && j == chunk - 1));
+        if (pos < q->n_prompt) s->step_prompt++;
+    }
+    s->step_seqs[s->n_step] = q;
+    s->step_chunk[s->n_step] = chunk;
+    s->n_step++;
+}
+
+int sched_build(infer_session *s, infer_model *m, int *budget)
+{
+    batch_clear(&s->b);
+    s->n_step = 0;
+    /* Pass 0: decodes (one pending token). Pass 1: prefill chunks. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < s->n_running && *budget > 0; i++) {
+            seq *q = s->running[i];
+            int pending = q->n_tokens - q->n_computed;
+            if (q->model != m || q->cancel || pending <= 0) continue;
+            if ((pass == 0) != (pending == 1) || in_step(s, q)) continue;
+            int chunk = INFER_MIN(pending, *budget);
+            int changed = 0;
+            if (reserve_or_preempt(s, q, q->n_computed + chunk, &changed)) {
+                add_rows(s, q, chunk);
+                *budget -= chunk;
+            }
+            /* Preemption shifted the running array: rescan; in_step skips those fed. Each
+            ** rescan follows a preemption, which shrinks the array, so this terminates. */
+            if (changed) i = -1;
+        }
+    }
+    return s->b.n;
+}
