@@ -154,6 +154,8 @@ typedef struct infer_model_params {
     size_t size;                /* sizeof(infer_model_params), set by _init */
     const char *tokenizer_path; /* llama2.c checkpoints: the tokenizer.bin to use; default NULL =
                                    "tokenizer.bin" in the checkpoint's folder */
+    int max_running;            /* sequences of this model running at once; default 0 = only the
+                                   session's max_running applies */
 } infer_model_params;
 
 /*
@@ -222,6 +224,10 @@ typedef struct infer_request {
     size_t n_stop_tokens;
     int ignore_eos;                /* default 0: the model's end tokens stop generation */
     int want_logits;               /* default 0; 1 = an INFER_EVENT_LOGITS per position */
+    int priority;                  /* default 0; higher is admitted first and preempted last;
+                                      equal priorities run in arrival order */
+    int64_t deadline_ms;           /* default 0 = none; from submit: a request still queued or
+                                      running then ends with INFER_ETIMEDOUT */
     void *user_data;               /* echoed in every event of this request */
 } infer_request;
 

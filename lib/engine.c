@@ -148,13 +148,23 @@ static void process_outputs(infer_session *s, float *logits)
     }
 }
 
-/* Cancelled requests, and requests of an unloading model, end now. */
+/* Why q must end now: cancelled, its model unloading, or past its deadline. */
+static infer_status end_reason(const seq *q, uint64_t now)
+{
+    if (q->cancel || atomic_load(&q->model->unloading)) return INFER_ECANCELED;
+    if (q->deadline && now >= q->deadline) return INFER_ETIMEDOUT;
+    return INFER_OK;
+}
+
+/* Cancelled, unloaded and timed-out requests end now, freeing their blocks. */
 static void end_cancelled(infer_session *s)
 {
+    uint64_t now = uv_hrtime();
     seq *prev = NULL;
     for (seq *q = s->wait_head, *next; q; q = next) {
         next = q->next;
-        if (q->cancel || atomic_load(&q->model->unloading)) {
+        infer_status why = end_reason(q, now);
+        if (why) {
             if (prev) prev->next = next;
             else s->wait_head = next;
             if (s->wait_tail == q) s->wait_tail = prev;
@@ -162,14 +172,15 @@ static void end_cancelled(infer_session *s)
             uv_mutex_lock(&s->mu);
             s->n_queued--;
             uv_mutex_unlock(&s->mu);
-            seq_finish(s, q, INFER_ECANCELED, INFER_FINISH_ERROR);
+            seq_finish(s, q, why, INFER_FINISH_ERROR);
         } else {
             prev = q;
         }
     }
     for (int i = s->n_running - 1; i >= 0; i--) {
         seq *q = s->running[i];
-        if (q->cancel || atomic_load(&q->model->unloading)) seq_finish(s, q, INFER_ECANCELED, INFER_FINISH_ERROR);
+        infer_status why = end_reason(q, now);
+        if (why) seq_finish(s, q, why, INFER_FINISH_ERROR);
     }
 }
 

@@ -80,6 +80,7 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
     m->end_tokens[0] = tok_bos(m->tok);
     m->n_end = 1;
     m->weight_bytes = weight_bytes_per_step(&m->hp);
+    m->max_running = mp ? mp->max_running : 0;
     st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim);
     if (st) goto fail;
     free(tokpath);

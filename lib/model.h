@@ -64,6 +64,7 @@ typedef struct infer_model {
     int n_end;
     kv_pool kv;
     llama_work work;
+    int max_running;         /* per-model concurrency limit; 0 = none */
     size_t weight_bytes;     /* bytes read per forward step (all but the embedding gather) */
     atomic_int refs;
     atomic_int unloading;    /* set by infer_model_unload: the engine cancels its sequences */

@@ -128,6 +128,9 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
     }
     tok_stream_init(&q->detok, q->tokens[n - 1]);
     q->t_submit = uv_hrtime();
+    q->priority = rq->priority;
+    if (rq->deadline_ms < 0) { st = infer_err(INFER_EINVAL, "request: deadline_ms = %lld must be >= 0", (long long)rq->deadline_ms); goto fail; }
+    if (rq->deadline_ms > 0) q->deadline = q->t_submit + (uint64_t)rq->deadline_ms * 1000000u;
     *out = q;
     return INFER_OK;
 fail:

@@ -187,7 +187,7 @@ static size_t select_top_k(sampler *s, const float *logits, size_t k)
         if (n < k) {
             h[n] = c;
             heap_sift_up(h, n++);
-        } else if (cand_below(&h[0], &c)) {
+        } else if (c.v >= h[0].v && cand_below(&h[0], &c)) { /* cheap test first: most fail it */
             h[0] = c;
             heap_sift_down(h, n, 0);
         }

@@ -15,16 +15,37 @@
 
 #include <string.h>
 
+/* Does a go before b? Higher priority first, then arrival (ids grow with submit order). */
+static int before(const seq *a, const seq *b)
+{
+    return a->priority != b->priority ? a->priority > b->priority : a->id < b->id;
+}
+
+/* Insert q into the waiting list, which stays ordered by before(). A preempted sequence
+** thus goes back ahead of everything that arrived after it at its priority. */
+static void waiting_insert(infer_session *s, seq *q)
+{
+    seq *prev = NULL, *cur = s->wait_head;
+    /* Fast path: arrivals at the lowest priority append. */
+    if (s->wait_tail && !before(q, s->wait_tail)) {
+        prev = s->wait_tail;
+        cur = NULL;
+    } else {
+        while (cur && !before(q, cur)) {
+            prev = cur;
+            cur = cur->next;
+        }
+    }
+    q->next = cur;
+    if (prev) prev->next = q;
+    else s->wait_head = q;
+    if (!cur) s->wait_tail = q;
+    s->n_waiting++;
+}
+
 void sched_take_submitted(infer_session *s)
 {
-    for (int i = 0; i < s->n_subq; i++) {
-        seq *q = s->subq[i];
-        q->next = NULL;
-        if (s->wait_tail) s->wait_tail->next = q;
-        else s->wait_head = q;
-        s->wait_tail = q;
-        s->n_waiting++;
-    }
+    for (int i = 0; i < s->n_subq; i++) waiting_insert(s, s->subq[i]);
     s->n_subq = 0;
 }
 
@@ -52,20 +73,12 @@ void sched_remove_running(infer_session *s, seq *q)
     }
 }
 
-static void push_waiting_front(infer_session *s, seq *q)
-{
-    q->next = s->wait_head;
-    s->wait_head = q;
-    if (!s->wait_tail) s->wait_tail = q;
-    s->n_waiting++;
-}
-
 static void preempt(infer_session *s, seq *q)
 {
     kv_seq_release(&q->model->kv, &q->kv);
     q->n_computed = 0;
     sched_remove_running(s, q);
-    push_waiting_front(s, q);
+    waiting_insert(s, q);
     uv_mutex_lock(&s->mu);
     s->n_queued++;
     s->stats.preempted++;
@@ -92,7 +105,10 @@ void sched_admit(infer_session *s)
         for (int i = 0; i < s->n_running; i++)
             if (s->running[i]->model == q->model && s->running[i]->kv.n_blocks == 0)
                 promised += kv_blocks_for(&q->model->kv, s->running[i]->n_tokens + 1);
-        if (!is_blocked && need + promised <= q->model->kv.n_free) {
+        int model_running = 0;
+        for (int i = 0; i < s->n_running; i++) model_running += s->running[i]->model == q->model;
+        int model_full = q->model->max_running > 0 && model_running >= q->model->max_running;
+        if (!is_blocked && !model_full && need + promised <= q->model->kv.n_free) {
             if (prev) prev->next = next;
             else s->wait_head = next;
             if (s->wait_tail == q) s->wait_tail = prev;
@@ -125,10 +141,12 @@ static int reserve_or_preempt(infer_session *s, seq *q, int upto, int *changed)
 {
     kv_pool *pool = &q->model->kv;
     while (kv_seq_reserve(pool, &q->kv, upto) != INFER_OK) {
+        /* The victim: lowest priority, then newest; never one already fed this step. */
         seq *victim = NULL;
-        for (int i = s->n_running - 1; i >= 0 && !victim; i--) {
+        for (int i = 0; i < s->n_running; i++) {
             seq *v = s->running[i];
-            if (v != q && v->model == q->model && v->kv.n_blocks > 0 && !in_step(s, v)) victim = v;
+            if (v == q || v->model != q->model || v->kv.n_blocks == 0 || in_step(s, v)) continue;
+            if (!victim || before(victim, v)) victim = v;
         }
         if (!victim) {
             /* Only sequences fed this step hold blocks: q steps back and lets them finish.

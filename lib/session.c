@@ -209,6 +209,8 @@ INFER_API infer_status infer_model_load(infer_session *s, const char *name, cons
     if (pin) {
         infer_status st = copy_versioned(&mp, sizeof mp, pin, pin->size, "infer_model_params");
         if (st) return st;
+        if (mp.max_running < 0)
+            return infer_err(INFER_EINVAL, "model params: max_running = %d must be >= 0", mp.max_running);
     }
     uv_mutex_lock(&s->mu);
     int dup = find_model_locked(s, name, version) != NULL;

@@ -37,6 +37,8 @@ typedef struct seq {
     int ignore_eos, want_logits;
     int cancel;                /* engine-owned: set when a cancel was seen */
     uint64_t t_submit;         /* uv_hrtime at submit */
+    uint64_t deadline;         /* uv_hrtime after which it times out; 0 = none */
+    int priority;
     struct seq *next;          /* waiting list link */
 } seq;
 

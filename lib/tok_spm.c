@@ -198,8 +198,8 @@ infer_status tok_load_llama2c(const char *path, int32_t vocab_size, tokenizer **
     size_t size;
     infer_status st = read_whole_file(path, &d, &size);
     if (st != INFER_OK) return st;
-    size_t blob_bytes;
-    uint32_t max_len;
+    size_t blob_bytes = 0;
+    uint32_t max_len = 0;
     st = validate_records(path, d, size, vocab_size, &blob_bytes, &max_len);
     if (st != INFER_OK) {
         free(d);

@@ -6,9 +6,8 @@
 ** bandwidth, so the aim is to keep the loads flowing, not to save FLOPs. Large m (prefill,
 ** big batches): cblas_sgemm, which blocks for the caches and is compute bound.
 **
-** Batch invariance: every output element has its own vector accumulator, fed in k order
-** (16 or 8 lanes, a masked tail, then one fixed horizontal sum), whatever the blocking
-** over m, n or threads. So a row's result does not depend on which other rows share the
+** Batch invariance: every output element has its own accumulators, fed in k order in a
+** fixed pattern (see mm512_row), whatever the blocking over m, n or threads. So a row's result does not depend on which other rows share the
 ** batch, nor on the thread count: greedy decoding gives the same text batched or alone.
 */
 #include "ops_simd.h"
@@ -24,14 +23,12 @@
 /* Below this many multiply-adds the whole product fits in L2 and takes a few µs: handing
 ** half to a worker costs about as much as it saves, so it runs on the caller alone. */
 #define MM_INLINE_MACS (64 * 1024)
-/* Threads get contiguous ranges of W rows in multiples of this, so no two threads share a
-** cache line of y and the 4-row blocks stay whole. */
+/* Threads get contiguous ranges of W rows in multiples of this, so no two threads write the
+** same cache line of y. */
 #define MM_ROW_ALIGN 16
-/* Software prefetch distance ahead of the loads, per W row. Zen 4 and Intel cores have
-** stream prefetchers, but four concurrent row streams per thread plus a new matrix every
-** ~100 µs leave them ramping up; bench_kernels showed the best m = 1 bandwidth with
-** prefetching about 1 KiB ahead (see the table in the commit notes). 0 disables it. */
-#define MM_PF_BYTES 1024
+/* No software prefetch: on Zen 4 (this VM) prefetcht0/nta 0.5-8 KiB ahead of the W stream
+** cut m = 1 bandwidth from ~24 to 12-15 GB/s per thread; the hardware stream prefetcher
+** does better on one sequential stream per thread. */
 
 typedef struct mm_job {
     ops_simd_level level;
@@ -79,80 +76,71 @@ static void mm_rows_scalar(float *y, const float *x, const float *w, int m, int 
 
 #ifdef MM_X86
 
-/* ---- AVX-512: NW rows of W x R rows of x, one zmm accumulator per pair ---- */
+/* ---- AVX-512 ----
+** One W row against R rows of x (R = 1..4, a compile-time constant at every call, so the
+** loops unroll and the 4R accumulators stay in registers: 16 + 4 W + 1 x of 32 zmm).
+** Each (x row, W row) pair has four accumulators taking 64-float steps in turn, then 16-float
+** steps into the first, then a masked tail, then (a0 + a1) + (a2 + a3) and one horizontal
+** sum: a fixed order whatever R is. One W row at a time, rather than several interleaved,
+** keeps W a single sequential stream: on Zen 4 four interleaved row streams read at ~15 GB/s
+** where one stream reads at ~26 GB/s (one thread, 440 MB of weights). */
 
 #define T512 __attribute__((target("avx512f,avx512bw,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-/* NW and R are compile-time constants at every call, so the loops unroll completely and
-** the 4x4 accumulators live in registers (16 + 4 W + 1 x of the 32 zmm registers). */
-INLINE T512 void mm512_block(float *y, int ldy, const float *x, const float *w, int k, int NW,
-                             int R)
+INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) acc[r][i] = _mm512_setzero_ps();
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
 
-    const int kfull = k & ~15;
     int j = 0;
-    for (; j < kfull; j += 16) {
+    for (; j + 64 <= k; j += 64) {
         __m512 wv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) {
-            if (MM_PF_BYTES) _mm_prefetch((const char *)(w + (size_t)i * k + j) + MM_PF_BYTES, _MM_HINT_T0);
-            wv[i] = _mm512_loadu_ps(w + (size_t)i * k + j);
-        }
+        for (int c = 0; c < 4; c++) wv[c] = _mm512_loadu_ps(w + j + 16 * c);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m512 xv = _mm512_loadu_ps(x + (size_t)r * k + j);
+            const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int i = 0; i < NW; i++) acc[r][i] = _mm512_fmadd_ps(wv[i], xv, acc[r][i]);
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(xr + 16 * c), acc[r][c]);
         }
     }
-    if (j < k) {
-        const __mmask16 mask = (__mmask16)((1u << (k - j)) - 1);
-        __m512 wv[4];
+    for (; j < k; j += 16) {
+        const __mmask16 mask = k - j >= 16 ? 0xffff : (__mmask16)((1u << (k - j)) - 1);
+        __m512 wv = _mm512_maskz_loadu_ps(mask, w + j);
 #pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) wv[i] = _mm512_maskz_loadu_ps(mask, w + (size_t)i * k + j);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 xv = _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j);
-#pragma GCC unroll 4
-            for (int i = 0; i < NW; i++) acc[r][i] = _mm512_fmadd_ps(wv[i], xv, acc[r][i]);
-        }
+        for (int r = 0; r < R; r++)
+            acc[r][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j), acc[r][0]);
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) y[(size_t)r * ldy + i] = _mm512_reduce_add_ps(acc[r][i]);
-}
-
-/* All m rows of x against W rows [i, i+NW): x rows in groups of 4, so W's block is read
-** from memory once and re-read from L1/L2 for the later groups. */
-INLINE T512 void mm512_wblock(float *y, const float *x, const float *w, int m, int n, int k,
-                              int NW)
-{
-    int r = 0;
-    for (; r + 4 <= m; r += 4) mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 4);
-    switch (m - r) {
-    case 3: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 3); break;
-    case 2: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 2); break;
-    case 1: mm512_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 1); break;
-    default: break;
+    for (int r = 0; r < R; r++) {
+        __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+        y[(size_t)r * ldy] = _mm512_reduce_add_ps(s);
     }
 }
 
+/* W rows [n0, n1) against all m rows of x, in groups of 4: the first group streams the row
+** from memory, later groups find it in L1 (a row is at most 16 KiB for k = 4096). */
 static T512 void mm_rows_avx512(float *y, const float *x, const float *w, int m, int n, int k,
                                 int n0, int n1)
 {
-    int i = n0;
-    for (; i + 4 <= n1; i += 4) mm512_wblock(y + i, x, w + (size_t)i * k, m, n, k, 4);
-    for (; i < n1; i++) mm512_wblock(y + i, x, w + (size_t)i * k, m, n, k, 1);
+    for (int i = n0; i < n1; i++) {
+        const float *wi = w + (size_t)i * k;
+        int r = 0;
+        for (; r + 4 <= m; r += 4) mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 4);
+        switch (m - r) {
+        case 3: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 3); break;
+        case 2: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2); break;
+        case 1: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1); break;
+        default: break;
+        }
+    }
 }
 
-/* ---- AVX2: the same shape with 8 lanes; 16 ymm registers allow 4 W rows x 2 x rows ---- */
+/* ---- AVX2: the same order with 8 lanes (32-float steps); 16 ymm registers allow R <= 2 ---- */
 
 #define T256 __attribute__((target("avx2,fma")))
 
@@ -167,65 +155,55 @@ INLINE T256 float mm256_hsum(__m256 v)
 /* Lane masks for the k tail: 8 - t loads starting at mm256_tail + t give t leading ones. */
 static const int32_t mm256_tail[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-INLINE T256 void mm256_block(float *y, int ldy, const float *x, const float *w, int k, int NW,
-                             int R)
+INLINE T256 void mm256_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
     __m256 acc[2][4];
-#pragma GCC unroll 4
+#pragma GCC unroll 2
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) acc[r][i] = _mm256_setzero_ps();
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
 
-    const int kfull = k & ~7;
     int j = 0;
-    for (; j < kfull; j += 8) {
+    for (; j + 32 <= k; j += 32) {
         __m256 wv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) {
-            /* One prefetch per 64-byte line, i.e. every other 8-float step. */
-            if (MM_PF_BYTES && !(j & 8))
-                _mm_prefetch((const char *)(w + (size_t)i * k + j) + MM_PF_BYTES, _MM_HINT_T0);
-            wv[i] = _mm256_loadu_ps(w + (size_t)i * k + j);
-        }
+        for (int c = 0; c < 4; c++) wv[c] = _mm256_loadu_ps(w + j + 8 * c);
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            __m256 xv = _mm256_loadu_ps(x + (size_t)r * k + j);
+            const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int i = 0; i < NW; i++) acc[r][i] = _mm256_fmadd_ps(wv[i], xv, acc[r][i]);
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(xr + 8 * c), acc[r][c]);
         }
+    }
+    for (; j + 8 <= k; j += 8) {
+        __m256 wv = _mm256_loadu_ps(w + j);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
+            acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + j), acc[r][0]);
     }
     if (j < k) {
         const __m256i mask = _mm256_loadu_si256((const __m256i *)(mm256_tail + 8 - (k - j)));
-        __m256 wv[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) wv[i] = _mm256_maskload_ps(w + (size_t)i * k + j, mask);
+        __m256 wv = _mm256_maskload_ps(w + j, mask);
 #pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            __m256 xv = _mm256_maskload_ps(x + (size_t)r * k + j, mask);
-#pragma GCC unroll 4
-            for (int i = 0; i < NW; i++) acc[r][i] = _mm256_fmadd_ps(wv[i], xv, acc[r][i]);
-        }
+        for (int r = 0; r < R; r++)
+            acc[r][0] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + (size_t)r * k + j, mask), acc[r][0]);
     }
 #pragma GCC unroll 2
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int i = 0; i < NW; i++) y[(size_t)r * ldy + i] = mm256_hsum(acc[r][i]);
-}
-
-INLINE T256 void mm256_wblock(float *y, const float *x, const float *w, int m, int n, int k,
-                              int NW)
-{
-    int r = 0;
-    for (; r + 2 <= m; r += 2) mm256_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 2);
-    if (r < m) mm256_block(y + (size_t)r * n, n, x + (size_t)r * k, w, k, NW, 1);
+    for (int r = 0; r < R; r++) {
+        __m256 s = _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3]));
+        y[(size_t)r * ldy] = mm256_hsum(s);
+    }
 }
 
 static T256 void mm_rows_avx2(float *y, const float *x, const float *w, int m, int n, int k,
                               int n0, int n1)
 {
-    int i = n0;
-    for (; i + 4 <= n1; i += 4) mm256_wblock(y + i, x, w + (size_t)i * k, m, n, k, 4);
-    for (; i < n1; i++) mm256_wblock(y + i, x, w + (size_t)i * k, m, n, k, 1);
+    for (int i = n0; i < n1; i++) {
+        const float *wi = w + (size_t)i * k;
+        int r = 0;
+        for (; r + 2 <= m; r += 2) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2);
+        if (r < m) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1);
+    }
 }
 
 #endif /* MM_X86 */
