@@ -110,6 +110,8 @@ typedef struct infer_session_params {
     int max_batch_tokens;      /* tokens per step (decode + prefill chunks); default 512 */
     int kv_block_tokens;       /* tokens per KV block; default 16 */
     size_t kv_cache_bytes;     /* KV pool of each loaded model, in bytes; default 256 MiB */
+    int prefix_cache;          /* share the KV of identical prompt prefixes (full blocks);
+                                  default 1 */
     infer_log_fn log_fn;       /* default NULL: no logging */
     void *log_user;
     infer_log_level log_level; /* default INFER_LOG_WARN */
@@ -309,12 +311,14 @@ typedef struct infer_stats {
     int64_t queued;             /* submitted, not yet admitted */
     int64_t running;            /* admitted, not finished */
     int64_t kv_blocks_total;    /* over all loaded models */
-    int64_t kv_blocks_used;
+    int64_t kv_blocks_used;     /* held by queued or running sequences */
+    int64_t kv_blocks_cached;   /* prefix-cache blocks nobody holds (reclaimable) */
+    int64_t prefix_hit_tokens;  /* prompt tokens taken from the prefix cache, not computed */
     int64_t preempted;          /* times a sequence was preempted for lack of KV blocks */
     int64_t steps;              /* engine steps that ran a forward pass */
     int64_t max_batch_seqs;     /* most sequences in one step so far */
     int64_t requests_done;      /* DONE events produced, any status */
-    int64_t tokens_prompt;      /* prompt tokens processed (prefilled) */
+    int64_t tokens_prompt;      /* prompt tokens computed (prefilled; hits not included) */
     int64_t tokens_generated;
 } infer_stats;
 

@@ -144,6 +144,7 @@ static void process_outputs(infer_session *s, float *logits)
             li++;
         }
         q->n_computed += chunk;
+        sched_publish_blocks(q);
         if (completes) next_token(s, q, last);
     }
 }
@@ -206,12 +207,12 @@ int engine_step(infer_session *s)
     sched_apply_cancels(s);
     uv_mutex_unlock(&s->mu);
 
+    s->step_prompt = s->step_gen = s->step_hits = 0;
     end_cancelled(s);
     sched_admit(s);
 
     int did = 0, max_seqs = 0;
     int budget = s->p.max_batch_tokens;
-    s->step_prompt = s->step_gen = 0;
     /* One batch per model, in the order their sequences arrived. */
     infer_model *done[64];
     int n_done = 0;
@@ -246,9 +247,14 @@ int engine_step(infer_session *s)
     s->stats.max_batch_seqs = INFER_MAX(s->stats.max_batch_seqs, max_seqs);
     s->stats.tokens_prompt += s->step_prompt;
     s->stats.tokens_generated += s->step_gen;
-    int64_t used = 0;
-    for (int i = 0; i < s->n_models; i++) used += s->models[i]->kv.n_blocks - s->models[i]->kv.n_free;
+    s->stats.prefix_hit_tokens += s->step_hits;
+    int64_t used = 0, cached = 0;
+    for (int i = 0; i < s->n_models; i++) {
+        used += kv_used(&s->models[i]->kv);
+        cached += s->models[i]->kv.n_lru;
+    }
     s->stats.kv_blocks_used = used;
+    s->stats.kv_blocks_cached = cached;
     uv_mutex_unlock(&s->mu);
     return did;
 }

@@ -48,7 +48,7 @@ static size_t weight_bytes_per_step(const llama_hparams *hp)
 }
 
 infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
-                        int kv_block_tokens, infer_model **out)
+                        int kv_block_tokens, int prefix_cache, infer_model **out)
 {
     *out = NULL;
     infer_model *m = calloc(1, sizeof *m);
@@ -81,7 +81,8 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
     m->n_end = 1;
     m->weight_bytes = weight_bytes_per_step(&m->hp);
     m->max_running = mp ? mp->max_running : 0;
-    st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim);
+    st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim,
+                      prefix_cache);
     if (st) goto fail;
     free(tokpath);
     *out = m;

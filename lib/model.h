@@ -72,7 +72,7 @@ typedef struct infer_model {
 
 /* Load a llama2.c checkpoint + its tokenizer and create its KV pool. */
 infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
-                        int kv_block_tokens, infer_model **out);
+                        int kv_block_tokens, int prefix_cache, infer_model **out);
 void model_ref(infer_model *m);
 void model_unref(infer_model *m);
 

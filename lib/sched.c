@@ -13,6 +13,7 @@
 */
 #include "session.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Does a go before b? Higher priority first, then arrival (ids grow with submit order). */
@@ -73,10 +74,17 @@ void sched_remove_running(infer_session *s, seq *q)
     }
 }
 
-static void preempt(infer_session *s, seq *q)
+static void forget_kv(seq *q)
 {
     kv_seq_release(&q->model->kv, &q->kv);
     q->n_computed = 0;
+    q->n_hashed = 0;
+    q->prefix_h = 0;
+}
+
+static void preempt(infer_session *s, seq *q)
+{
+    forget_kv(q);
     sched_remove_running(s, q);
     waiting_insert(s, q);
     uv_mutex_lock(&s->mu);
@@ -87,28 +95,75 @@ static void preempt(infer_session *s, seq *q)
               (unsigned long long)q->id, q->model->name);
 }
 
+/* Take the cached blocks that hold q's leading full blocks of tokens. The last token is
+** always left to compute (its logits are needed), and requests that want every position's
+** logits compute everything. */
+static void attach_prefix(infer_session *s, seq *q)
+{
+    kv_pool *pool = &q->model->kv;
+    int bt = pool->block_tokens;
+    if (!pool->prefix_on || q->want_logits) return;
+    uint64_t h = 0;
+    int i = 0;
+    while ((i + 1) * bt <= q->n_tokens - 1) {
+        uint64_t hi = prefix_hash(h, q->tokens + i * bt, bt);
+        if (q->kv.n_blocks == q->kv.cap) {
+            int32_t cap = q->kv.cap ? q->kv.cap * 2 : 8;
+            int32_t *v = realloc(q->kv.blocks, (size_t)cap * sizeof *v);
+            if (!v) break;
+            q->kv.blocks = v;
+            q->kv.cap = cap;
+        }
+        int32_t blk = prefix_lookup(pool, hi, q->tokens + i * bt);
+        if (blk < 0) break;
+        q->kv.blocks[q->kv.n_blocks++] = blk;
+        h = hi;
+        i++;
+    }
+    q->n_hashed = i;
+    q->n_computed = i * bt;
+    q->prefix_h = h;
+    s->step_hits += INFER_MIN(q->n_computed, q->n_prompt);
+}
+
+void sched_publish_blocks(seq *q)
+{
+    kv_pool *pool = &q->model->kv;
+    int bt = pool->block_tokens;
+    if (!pool->prefix_on) return;
+    while ((q->n_hashed + 1) * bt <= q->n_computed) {
+        const int32_t *toks = q->tokens + q->n_hashed * bt;
+        q->prefix_h = prefix_hash(q->prefix_h, toks, bt);
+        prefix_insert(pool, q->kv.blocks[q->n_hashed], q->prefix_h, toks);
+        q->n_hashed++;
+    }
+}
+
+/* Admission, in waiting-list order (priority, then arrival): a request is admitted when the
+** running set and its model's limit have room and its blocks (prompt + first generated
+** token; cached prefix blocks shared) can be reserved now. A model whose head request does
+** not fit admits nothing more this step, so a long request is not starved by short ones. */
 void sched_admit(infer_session *s)
 {
-    /* Models whose head request could not be admitted: later requests of that model wait
-    ** too, so a long request is not starved by short ones behind it. */
     const infer_model *blocked[16];
     int n_blocked = 0;
     seq *prev = NULL;
     for (seq *q = s->wait_head; q && s->n_running < s->p.max_running;) {
         seq *next = q->next;
-        int is_blocked = 0;
+        int is_blocked = n_blocked == 16;
         for (int i = 0; i < n_blocked; i++) is_blocked |= blocked[i] == q->model;
-        /* Room for everything it has plus the next token, counting what sequences admitted
-        ** earlier in this loop have been promised (they reserve on their first step). */
-        int32_t need = kv_blocks_for(&q->model->kv, q->n_tokens + 1);
-        int32_t promised = 0;
-        for (int i = 0; i < s->n_running; i++)
-            if (s->running[i]->model == q->model && s->running[i]->kv.n_blocks == 0)
-                promised += kv_blocks_for(&q->model->kv, s->running[i]->n_tokens + 1);
         int model_running = 0;
         for (int i = 0; i < s->n_running; i++) model_running += s->running[i]->model == q->model;
-        int model_full = q->model->max_running > 0 && model_running >= q->model->max_running;
-        if (!is_blocked && !model_full && need + promised <= q->model->kv.n_free) {
+        int ok = !is_blocked && !(q->model->max_running > 0 && model_running >= q->model->max_running);
+        if (ok) {
+            attach_prefix(s, q);
+            ok = kv_seq_reserve(&q->model->kv, &q->kv, q->n_tokens + 1) == INFER_OK;
+            if (!ok) {
+                s->step_hits -= INFER_MIN(q->n_computed, q->n_prompt);
+                forget_kv(q);
+            }
+        }
+        if (ok) {
             if (prev) prev->next = next;
             else s->wait_head = next;
             if (s->wait_tail == q) s->wait_tail = prev;
@@ -119,7 +174,7 @@ void sched_admit(infer_session *s)
             s->n_queued--;
             uv_mutex_unlock(&s->mu);
         } else {
-            if (!is_blocked && n_blocked < 16) blocked[n_blocked++] = q->model;
+            if (!is_blocked) blocked[n_blocked++] = q->model;
             prev = q;
         }
         q = next;

@@ -25,6 +25,7 @@ INFER_API void infer_session_params_init(infer_session_params *p)
     p->max_batch_tokens = 512;
     p->kv_block_tokens = 16;
     p->kv_cache_bytes = (size_t)256 << 20;
+    p->prefix_cache = 1;
     p->log_level = INFER_LOG_WARN;
 }
 
@@ -218,7 +219,7 @@ INFER_API infer_status infer_model_load(infer_session *s, const char *name, cons
     if (dup) return infer_err(INFER_EINVAL, "model '%s' version '%s' is already loaded", name, version);
 
     infer_model *m;
-    infer_status st = model_load(path, &mp, s->p.kv_cache_bytes, s->p.kv_block_tokens, &m);
+    infer_status st = model_load(path, &mp, s->p.kv_cache_bytes, s->p.kv_block_tokens, s->p.prefix_cache, &m);
     if (st) return st;
     m->name = infer_strdup(name);
     m->version = infer_strdup(version);

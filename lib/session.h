@@ -28,6 +28,8 @@ typedef struct seq {
     int limit;                 /* n_prompt + max_tokens, at most the context length */
     int n_computed;            /* tokens whose K/V are in the cache (0 again after preemption) */
     int n_logits_sent;         /* positions already reported in LOGITS events */
+    int n_hashed;              /* leading full blocks published to the prefix cache */
+    uint64_t prefix_h;         /* chained hash of those blocks */
     kv_seq kv;
     sampler *smp;
     stop_matcher *stop;        /* NULL without stop strings */
@@ -97,6 +99,7 @@ struct infer_session {
     ev_list out;                    /* events produced by the current step */
     strbuf piece, text;             /* per-token text scratch */
     int64_t step_prompt, step_gen;  /* tokens counted this step, folded into stats */
+    int64_t step_hits;              /* prompt tokens taken from the prefix cache this step */
 };
 
 /* session.c */
@@ -130,6 +133,8 @@ void sched_admit(infer_session *s);
 ** first, then prefill chunks, within *budget tokens (decremented), reserving KV blocks and
 ** preempting the newest sequences when the pool runs out. Returns the rows in the batch. */
 int sched_build(infer_session *s, infer_model *m, int *budget);
+/* Publish q's newly completed full blocks to its model's prefix cache. */
+void sched_publish_blocks(seq *q);
 /* Remove q from the running set (it keeps its place nowhere). */
 void sched_remove_running(infer_session *s, seq *q);
 

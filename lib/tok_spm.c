@@ -16,6 +16,9 @@
 **  - with no " " piece, the dummy prefix becomes the byte-fallback token for ' '
 **    (run.c would emit id -1).
 */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* fileno */
+#endif
 #include "tokenizer.h"
 #include "utf8.h"
 
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { TOK_BOS = 1, TOK_EOS = 2, TOK_BYTE0 = 3 /* id of <0x00>: after <unk>, <s>, </s> */ };
 
@@ -72,30 +76,33 @@ static infer_status read_whole_file(const char *path, unsigned char **data, size
     FILE *f = fopen(path, "rb");
     if (!f) return infer_err(INFER_EIO, "cannot open tokenizer file '%s': %s", path, strerror(errno));
     infer_status st = INFER_OK;
-    long end = -1;
-    if (fseek(f, 0, SEEK_END) == 0) end = ftell(f);
-    if (end < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = infer_err(INFER_EIO, "cannot determine the size of tokenizer file '%s': %s", path,
-                       strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        st = infer_err(INFER_EIO, "cannot stat tokenizer file '%s': %s", path, strerror(errno));
         goto done;
     }
-    if ((unsigned long)end > TOK_MAX_FILE_BYTES) {
-        st = infer_err(INFER_EFORMAT, "tokenizer file '%s' is %ld bytes, over the %zu-byte limit",
-                       path, end, TOK_MAX_FILE_BYTES);
+    if (!S_ISREG(sb.st_mode)) { /* a directory opens fine on Linux, then fails to read */
+        st = infer_err(INFER_EIO, "tokenizer path '%s' is not a regular file", path);
         goto done;
     }
-    unsigned char *p = malloc((size_t)end + 1);
+    if ((uint64_t)sb.st_size > TOK_MAX_FILE_BYTES) {
+        st = infer_err(INFER_EFORMAT, "tokenizer file '%s' is %lld bytes, over the %zu-byte limit",
+                       path, (long long)sb.st_size, TOK_MAX_FILE_BYTES);
+        goto done;
+    }
+    size_t n = (size_t)sb.st_size;
+    unsigned char *p = malloc(n + 1);
     if (!p) {
-        st = infer_err(INFER_ENOMEM, "out of memory reading tokenizer file '%s' (%ld bytes)", path, end);
+        st = infer_err(INFER_ENOMEM, "out of memory reading tokenizer file '%s' (%zu bytes)", path, n);
         goto done;
     }
-    if (fread(p, 1, (size_t)end, f) != (size_t)end) {
+    if (fread(p, 1, n, f) != n) {
         free(p);
-        st = infer_err(INFER_EIO, "short read from tokenizer file '%s' (expected %ld bytes)", path, end);
+        st = infer_err(INFER_EIO, "short read from tokenizer file '%s' (expected %zu bytes)", path, n);
         goto done;
     }
     *data = p;
-    *size = (size_t)end;
+    *size = n;
 done:
     fclose(f);
     return st;
@@ -273,7 +280,7 @@ void tok_free(tokenizer *t)
     free(t);
 }
 
-int32_t tok_n_vocab(const tokenizer *t) { return t->n_vocab; }
+int32_t tok_n_vocab(const tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t tok_bos(const tokenizer *t) { (void)t; return TOK_BOS; }
 int32_t tok_eos(const tokenizer *t) { (void)t; return TOK_EOS; }
 

@@ -163,6 +163,68 @@ static void test_chunked_prefill_does_not_stall_decodes(void **state)
     infer_session_destroy(s);
 }
 
+/* Generate greedily and return the tokens (n) for a prompt on session s. */
+static int generate(infer_session *s, const char *prompt, int max_tokens, int32_t *out)
+{
+    submit(s, prompt, max_tokens, 0, 0, 0);
+    int n = 0, done = 0;
+    infer_event ev[64];
+    while (!done) {
+        int k = infer_poll(s, ev, 64, 20000);
+        assert_true(k > 0);
+        for (int i = 0; i < k; i++) {
+            if (ev[i].type == INFER_EVENT_TOKEN) out[n++] = ev[i].token;
+            if (ev[i].type == INFER_EVENT_DONE) {
+                assert_int_equal(ev[i].status, INFER_OK);
+                done = 1;
+            }
+        }
+    }
+    return n;
+}
+
+static void test_prefix_cache(void **state)
+{
+    infer_session_params sp;
+    infer_session_params_init(&sp);
+    sp.threading = INFER_THREADING_CALLER;
+    sp.prefix_cache = 0;
+    infer_session *cold;
+    assert_int_equal(infer_session_create(&sp, &cold), INFER_OK);
+    infer_model_params mp;
+    infer_model_params_init(&mp);
+    mp.tokenizer_path = shared_path("models/tok512.bin");
+    assert_int_equal(infer_model_load(cold, "story", NULL, shared_path("models/stories260K.bin"), &mp), INFER_OK);
+    infer_session *warm = open_session(0, 0, 0);
+
+    char system[2048] = "";
+    for (int i = 0; i < 12; i++) strcat(system, "Tom had a big red ball and a small dog. ");
+    const char *tails[3] = { "One day, Tom", "The dog", "Lily saw" };
+    int32_t a[128], b[128];
+    for (int t = 0; t < 3; t++) {
+        char prompt[4096];
+        snprintf(prompt, sizeof prompt, "%s%s", system, tails[t]);
+        int na = generate(cold, prompt, 40, a);
+        int nb = generate(warm, prompt, 40, b);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, (size_t)na * sizeof(int32_t));
+    }
+    infer_stats st = { .size = sizeof st };
+    assert_int_equal(infer_session_stats(warm, &st), INFER_OK);
+    size_t n_sys;
+    assert_int_equal(infer_tokenize(warm, "story", NULL, system, 1, NULL, 0, &n_sys), INFER_OK);
+    printf("    shared prefix of %zu tokens: %lld prompt tokens from the cache, %lld computed; %lld blocks cached\n",
+           n_sys, (long long)st.prefix_hit_tokens, (long long)st.tokens_prompt, (long long)st.kv_blocks_cached);
+    /* the 2nd and 3rd requests take the system prompt's full blocks */
+    assert_true(st.prefix_hit_tokens >= 2 * (long long)(n_sys / 16) * 16 - 32);
+    assert_int_equal(st.kv_blocks_used, 0);
+    infer_stats sc = { .size = sizeof sc };
+    assert_int_equal(infer_session_stats(cold, &sc), INFER_OK);
+    assert_int_equal(sc.prefix_hit_tokens, 0);
+    infer_session_destroy(cold);
+    infer_session_destroy(warm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_model_concurrency_limit),
         cmocka_unit_test(test_chunked_prefill_does_not_stall_decodes),
+        cmocka_unit_test(test_prefix_cache),
     };
     return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
 }

@@ -346,7 +346,7 @@ static size_t record_offset(const unsigned char *d, int k)
 static void test_corrupt_files(void **state)
 {
     (void)state;
-    size_t size;
+    size_t size = 0;
     unsigned char *good = (unsigned char *)read_file(shared_path("models/tok512.bin"), &size);
     assert_non_null(good);
     unsigned char *bad = malloc(size);
@@ -357,6 +357,9 @@ static void test_corrupt_files(void **state)
     assert_int_equal(tok_load_llama2c("/nonexistent/dir/tokenizer.bin", 512, &t), INFER_EIO);
     assert_null(t);
     assert_non_null(strstr(infer_err_text(), "/nonexistent/dir/tokenizer.bin"));
+    /* A directory opens on Linux but is not a tokenizer. */
+    assert_int_equal(tok_load_llama2c(shared_path("models"), 512, &t), INFER_EIO);
+    assert_null(t);
 
     /* Bad arguments. */
     assert_int_equal(tok_load_llama2c(shared_path("models/tok512.bin"), 0, &t), INFER_EINVAL);
@@ -466,7 +469,7 @@ static int ref_lookup(const ref_tok *r, const char *s)
 
 static void ref_load(ref_tok *r, const char *rel, int n)
 {
-    size_t size;
+    size_t size = 0;
     unsigned char *d = (unsigned char *)read_file(shared_path(rel), &size);
     assert_non_null(d);
     r->n = n;
