@@ -144,8 +144,14 @@ static infer_status validate_records(const char *path, const unsigned char *d, s
         blob += (size_t)len + 1;
         if ((uint32_t)len > longest) longest = (uint32_t)len;
     }
-    /* Bytes after the last record are ignored, as run.c does: a tokenizer.bin may hold more
-    ** entries than the model's vocab_size. */
+    /* run.c ignores bytes after the last record; we refuse them, because a tokenizer with
+    ** more entries than the model's vocabulary is almost surely the wrong one (and would
+    ** encode into ids the model cannot embed). */
+    if (off != size)
+        return infer_err(INFER_EFORMAT,
+                         "tokenizer file '%s' has %zu bytes after its %d tokens (byte offset %zu): it "
+                         "holds more entries than the model's vocab_size %d - wrong tokenizer?",
+                         path, size - off, n_vocab, off, n_vocab);
     *blob_bytes = blob;
     *max_len = longest;
     return INFER_OK;

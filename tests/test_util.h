@@ -30,6 +30,7 @@ static inline const char *shared_path(const char *rel)
 /* Read a whole file into a malloc'd NUL-terminated buffer; NULL on failure. */
 static inline char *read_file(const char *path, size_t *len)
 {
+    if (len) *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
