@@ -8,9 +8,9 @@
 ** the read bandwidth says how close decode gets to its limit; at larger m, GFLOP/s matters.
 ** Read bandwidth: each thread sums its half of a 1 GiB (and a 64 MiB) buffer with SIMD loads.
 **
-**   bench_kernels [-t threads] [-o results.jsonl] [-s seconds per case] [-q] [-x]
-** -q skips the SIMD-vs-sgemm sweep at m = 2..16; -x runs only the OpenBLAS/pool interplay
-** cases (bench_interplay). Best-of-repeats is reported: the machine
+**   bench_kernels [-t threads] [-o results.jsonl] [-s seconds per case] [-q] [-x] [-l level]
+** -q skips the SIMD-vs-sgemm sweep at m = 2..128; -x runs only the OpenBLAS/pool interplay
+** cases (bench_interplay); -l runs the main table with the SIMD kernel forced to a level. Best-of-repeats is reported: the machine
 ** may be shared, and the minimum is the least disturbed run.
 */
 #include "cpu/ops.h"
@@ -46,6 +46,7 @@ typedef struct model {
 } model;
 
 static FILE *json_out;
+static ops_simd_level simd_level;   /* the level PATH_SIMD runs at (-l), default the best */
 
 static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
 
@@ -195,7 +196,7 @@ static void one_pass(threadpool *tp, const model *md, path pa, float *y, const f
         int n = md->rows[i], k = md->cols[i];
         switch (pa) {
         case PATH_AUTO: ops_matmul(tp, y, x, md->mats[i], m, n, k); break;
-        case PATH_SIMD: ops_matmul_simd(ops_simd_detect(), tp, y, x, md->mats[i], m, n, k); break;
+        case PATH_SIMD: ops_matmul_simd(simd_level, tp, y, x, md->mats[i], m, n, k); break;
         case PATH_SGEMM: ops_matmul_sgemm(tp, y, x, md->mats[i], m, n, k); break;
         }
     }
@@ -232,7 +233,9 @@ static void bench_pass(threadpool *tp, const model *md, path pa, int m, double b
                 "{\"case\":\"matmul_pass\",\"model\":\"%s\",\"m\":%d,\"path\":\"%s\",\"threads\":%d,"
                 "\"simd\":\"%s\",\"best_ms\":%.4f,\"mean_ms\":%.4f,\"gbs\":%.3f,\"bw_pct\":%.2f,"
                 "\"gflops\":%.3f,\"reps\":%d}\n",
-                sh->name, m, PATH_NAME[pa], tp_size(tp), ops_simd_name(), best * 1e3,
+                sh->name, m, PATH_NAME[pa], tp_size(tp),
+                pa == PATH_SGEMM || (pa == PATH_AUTO && m >= OPS_SGEMM_MIN_ROWS) ? "openblas"
+                : ops_simd_level_name(pa == PATH_SIMD ? simd_level : ops_simd_detect()), best * 1e3,
                 total / reps * 1e3, gbs, 100.0 * gbs / bw, gflops, reps);
     free(x);
     free(y);
@@ -300,15 +303,16 @@ int main(int argc, char **argv)
 {
     int n_threads = (int)uv_available_parallelism(), quick = 0, interplay = 0;
     double budget = 1.0;
-    const char *out_path = NULL;
+    const char *out_path = NULL, *forced = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) n_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "-q")) quick = 1;
         else if (!strcmp(argv[i], "-x")) interplay = 1;
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc) forced = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [-t threads] [-o results.jsonl] [-s seconds] [-q] [-x]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t threads] [-o results.jsonl] [-s seconds] [-q] [-x] [-l scalar|avx2|avx512]\n", argv[0]);
             return 2;
         }
     }
@@ -321,7 +325,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "tp_create(%d) failed\n", n_threads);
         return 1;
     }
-    printf("simd %s, %d threads, sgemm from m >= %d\n", ops_simd_name(), n_threads, OPS_SGEMM_MIN_ROWS);
+    simd_level = ops_simd_detect();
+    path main_path = PATH_AUTO;
+    if (forced) {
+        for (int l = OPS_SIMD_SCALAR; l <= OPS_SIMD_AVX512; l++)
+            if (!strcmp(forced, ops_simd_level_name((ops_simd_level)l)) && l <= (int)simd_level) {
+                simd_level = (ops_simd_level)l;
+                main_path = PATH_SIMD;
+            }
+        if (main_path != PATH_SIMD) {
+            fprintf(stderr, "-l %s: unknown or unsupported here\n", forced);
+            return 2;
+        }
+    }
+    printf("simd %s, %d threads, sgemm from m >= %d%s\n", ops_simd_level_name(simd_level), n_threads,
+           OPS_SGEMM_MIN_ROWS, forced ? " (-l: the SIMD kernel at every m)" : "");
     if (interplay) {
         model md;
         if (model_init(&md, &SHAPES[1]) != 0) return 1;
@@ -343,10 +361,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "out of memory for %s\n", SHAPES[s].name);
             return 1;
         }
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) bench_pass(tp, &md, PATH_AUTO, ms[i], bw, budget);
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) bench_pass(tp, &md, main_path, ms[i], bw, budget);
         if (!quick && SHAPES[s].dim == 768) {
             printf("-- SIMD kernel vs sgemm around OPS_SGEMM_MIN_ROWS --\n");
-            for (int m = 2; m <= 16; m += (m < 8 ? 1 : 2)) {
+            for (int m = 2; m <= 128; m += (m < 8 ? 1 : m < 16 ? 2 : m < 32 ? 8 : m < 64 ? 16 : 64)) {
                 bench_pass(tp, &md, PATH_SIMD, m, bw, budget);
                 bench_pass(tp, &md, PATH_SGEMM, m, bw, budget);
             }

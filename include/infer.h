@@ -203,11 +203,21 @@ INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const 
 
 typedef uint64_t infer_request_id;
 
+/* One turn of a conversation: role "system", "user" or "assistant". */
+typedef struct infer_message {
+    const char *role;
+    const char *content;
+} infer_message;
+
 typedef struct infer_request {
     size_t size;                   /* sizeof(infer_request), set by _init */
     const char *model;             /* model name (required) */
     const char *version;           /* NULL (default) = the newest loaded version */
-    const char *prompt;            /* UTF-8 text (required; "" is allowed) */
+    const char *prompt;            /* UTF-8 text ("" is allowed); or NULL with messages */
+    const infer_message *messages; /* a conversation, rendered with the model's chat template
+                                      (ending with an open assistant turn) instead of prompt;
+                                      INFER_EUNSUPPORTED when the template is not recognised */
+    size_t n_messages;
     int add_bos;                   /* prepend BOS; default 1 */
     int max_tokens;                /* generated tokens at most; default 128; must be >= 1 */
     /* sampling: temperature 0 = greedy (argmax, ties -> lowest id) */

@@ -67,6 +67,12 @@ static void add_rows(float *x, const float *y, size_t n)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+static void add_bias(float *x, const float *bias, int rows, int width)
+{
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < width; i++) x[(size_t)r * (size_t)width + (size_t)i] += bias[i];
+}
+
 infer_status llama_forward(infer_model *m, backend *be, const batch *b, const float **logits)
 {
     const llama_hparams *hp = &m->hp;
@@ -78,34 +84,39 @@ infer_status llama_forward(infer_model *m, backend *be, const batch *b, const fl
     infer_status st = work_reserve(w, hp, T, b->n_logits);
     if (st) return st;
 
+    const tensor *E = &m->w.tok_embd;
+    size_t row_bytes = dtype_row_bytes(E->type, E->n_cols);
     for (int r = 0; r < T; r++) {
         int32_t t = b->tokens[r];
         if (t < 0 || t >= hp->vocab_size) return infer_err(INFER_EINTERNAL, "token id %d outside the vocabulary", t);
-        memcpy(w->x + (size_t)r * D, m->w.tok_embd + (size_t)t * D, (size_t)D * sizeof(float));
+        dequantize_row(E->type, (const uint8_t *)E->data + (size_t)t * row_bytes, w->x + (size_t)r * D, D);
     }
 
     for (int l = 0; l < hp->n_layers; l++) {
         const llama_layer *L = &m->w.layers[l];
         op->rmsnorm(be, w->xb, w->x, L->attn_norm, T, D, hp->rms_eps);
-        op->matmul(be, w->q, w->xb, L->wq, T, qd, D);
-        op->matmul(be, w->k, w->xb, L->wk, T, kvd, D);
-        op->matmul(be, w->v, w->xb, L->wv, T, kvd, D);
-        op->rope(be, w->q, b, hp->n_heads, hd, hp->rope_theta);
-        op->rope(be, w->k, b, hp->n_kv_heads, hd, hp->rope_theta);
+        if ((st = op->matmul(be, w->q, w->xb, &L->wq, T)) || (st = op->matmul(be, w->k, w->xb, &L->wk, T)) ||
+            (st = op->matmul(be, w->v, w->xb, &L->wv, T)))
+            return st;
+        if (L->bq) add_bias(w->q, L->bq, T, qd);
+        if (L->bk) add_bias(w->k, L->bk, T, kvd);
+        if (L->bv) add_bias(w->v, L->bv, T, kvd);
+        op->rope(be, w->q, b, hp->n_heads, hd, m->rope_freqs, hp->rope == ROPE_NEOX);
+        op->rope(be, w->k, b, hp->n_kv_heads, hd, m->rope_freqs, hp->rope == ROPE_NEOX);
         kv_store(&m->kv, b, l, w->k, w->v);
         attn_args a = { .out = w->att, .q = w->q, .b = b, .pool = &m->kv, .layer = l,
                         .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hd,
                         .max_ctx = hp->seq_len };
         st = op->attention(be, &a);
         if (st) return st;
-        op->matmul(be, w->xb, w->att, L->wo, T, D, qd);
+        if ((st = op->matmul(be, w->xb, w->att, &L->wo, T))) return st;
         add_rows(w->x, w->xb, (size_t)T * (size_t)D);
 
         op->rmsnorm(be, w->xb, w->x, L->ffn_norm, T, D, hp->rms_eps);
-        op->matmul(be, w->hb, w->xb, L->w1, T, H, D);
-        op->matmul(be, w->hb2, w->xb, L->w3, T, H, D);
+        if ((st = op->matmul(be, w->hb, w->xb, &L->w1, T)) || (st = op->matmul(be, w->hb2, w->xb, &L->w3, T)))
+            return st;
         op->swiglu(be, w->hb, w->hb, w->hb2, T * H);
-        op->matmul(be, w->xb, w->hb, L->w2, T, D, H);
+        if ((st = op->matmul(be, w->xb, w->hb, &L->w2, T))) return st;
         add_rows(w->x, w->xb, (size_t)T * (size_t)D);
     }
 
@@ -116,7 +127,7 @@ infer_status llama_forward(infer_model *m, backend *be, const batch *b, const fl
             memcpy(w->xl + (size_t)j++ * D, w->x + (size_t)r * D, (size_t)D * sizeof(float));
     if (j > 0) {
         op->rmsnorm(be, w->xl, w->xl, m->w.out_norm, j, D, hp->rms_eps);
-        op->matmul(be, w->logits, w->xl, m->w.wcls, j, hp->vocab_size, D);
+        if ((st = op->matmul(be, w->logits, w->xl, &m->w.wcls, j))) return st;
     }
     *logits = w->logits;
     return INFER_OK;

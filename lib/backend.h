@@ -9,6 +9,7 @@
 #define INFER_BACKEND_H
 
 #include "batch.h"
+#include "tensor.h"
 
 typedef struct backend backend;
 
@@ -28,11 +29,12 @@ typedef struct attn_args {
 typedef struct backend_ops {
     const char *name;
     void (*destroy)(backend *be);
-    /* y[m][n] = x[m][k] · W[n][k] */
-    void (*matmul)(backend *be, float *y, const float *x, const float *w, int m, int n, int k);
+    /* y[m][n] = x[m][k] · W[n][k] for W (n, k) of any dtype the backend supports */
+    infer_status (*matmul)(backend *be, float *y, const float *x, const tensor *w, int m);
     void (*rmsnorm)(backend *be, float *y, const float *x, const float *w, int m, int dim, float eps);
-    /* in place on (n_rows, n_heads * head_dim) with the batch's positions */
-    void (*rope)(backend *be, float *x, const batch *b, int n_heads, int head_dim, float theta);
+    /* in place on (n_rows, n_heads * head_dim) with the batch's positions; freqs has
+    ** head_dim/2 per-pair frequencies; neox = rotate halves instead of adjacent pairs */
+    void (*rope)(backend *be, float *x, const batch *b, int n_heads, int head_dim, const float *freqs, int neox);
     /* h = silu(g) * u over n elements */
     void (*swiglu)(backend *be, float *h, const float *g, const float *u, int n);
     infer_status (*attention)(backend *be, const attn_args *a);

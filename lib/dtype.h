@@ -39,6 +39,38 @@ uint16_t f32_to_f16(float f);          /* round to nearest even */
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);         /* round to nearest even */
 
+/* ggml's block layouts (ggml-common.h: block_q8_0, block_q4_0, block_q4_1, block_q4_K,
+** block_q6_K). Members are bytes and 16-bit halves only, so the structs have no padding and
+** the sizes below are those of the GGUF file; f16 fields are raw IEEE half bits. */
+#define QK_32 32    /* weights per block of Q8_0 / Q4_0 / Q4_1 */
+#define QK_K 256    /* weights per super-block of Q4_K / Q6_K */
+
+typedef struct blk_q8_0 { uint16_t d; int8_t qs[QK_32]; } blk_q8_0;
+typedef struct blk_q4_0 { uint16_t d; uint8_t qs[QK_32 / 2]; } blk_q4_0;
+typedef struct blk_q4_1 { uint16_t d, m; uint8_t qs[QK_32 / 2]; } blk_q4_1;
+/* w = d * sc[j] * q - dmin * mn[j] for sub-block j of 32 (see q4k_scale_min); qs[32*c + l]
+** holds weight 64c + l in its low nibble and weight 64c + 32 + l in its high nibble. */
+typedef struct blk_q4_k { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } blk_q4_k;
+/* w = d * scales[g] * (q - 32), q 6 bits, g the group of 16; within each half of 128 the low
+** nibbles of ql[0..63] are weights 0..63, the high nibbles 64..127, qh[l] bits 2i..2i+1 the
+** top bits of weight 32i + l. */
+typedef struct blk_q6_k { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } blk_q6_k;
+
+/* The 6-bit scale and min of sub-block j (0..7) from Q4_K's 12 packed bytes: ggml's
+** get_scale_min_k4. Bytes 0..3 hold scales 0..3 in bits 0..5, bytes 4..7 mins 0..3; bytes
+** 8..11 hold the low nibbles of scale (low) and min (high) 4..7, whose top two bits sit in
+** bits 6..7 of bytes 0..3 (scales) and 4..7 (mins). */
+static inline void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
 /* Reference conversions of one row of n elements (n a multiple of the block size). */
 void dequantize_row(dtype t, const void *src, float *dst, int64_t n);
 /* Quantize with ggml's reference rounding (used by our GGUF writer and the tests). */

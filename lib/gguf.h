@@ -11,6 +11,8 @@
 ** the mapped_file must outlive the gguf_file. Every count, length and offset is checked
 ** against the file size before it is used; a malformed file gives INFER_EFORMAT with a
 ** message naming the file, the field and its byte offset.
+** Thread-safety: a parsed gguf_file is read-only; any number of threads may query it.
+** A gguf_writer belongs to one thread at a time. No global state.
 */
 #ifndef INFER_GGUF_H
 #define INFER_GGUF_H

@@ -26,15 +26,25 @@ static infer_status bad(const char *path, const char *field, int32_t v, const ch
     return infer_err(INFER_EFORMAT, "'%s': llama2.c header field %s = %d %s", path, field, (int)v, why);
 }
 
-/* Point field `off` of every layer at consecutive tensors of `stride` floats from p;
-** returns the end. (llama2.c stores each tensor kind for all layers together.) */
-static const float *per_layer(llama_layer *ly, int nl, size_t off, const float *p, uint64_t stride)
+/* Point field `off` (a float pointer) of every layer at consecutive vectors of `n` floats
+** from p; returns the end. (llama2.c stores each tensor kind for all layers together.) */
+static const float *per_layer_vec(llama_layer *ly, int nl, size_t off, const float *p, uint64_t n)
 {
     for (int l = 0; l < nl; l++) {
-        const float *t = p + (uint64_t)l * stride;
+        const float *t = p + (uint64_t)l * n;
         memcpy((char *)&ly[l] + off, &t, sizeof t);
     }
-    return p + (uint64_t)nl * stride;
+    return p + (uint64_t)nl * n;
+}
+
+/* The same for f32 matrices of rows x cols. */
+static const float *per_layer_mat(llama_layer *ly, int nl, size_t off, const float *p, uint64_t rows, uint64_t cols)
+{
+    for (int l = 0; l < nl; l++) {
+        tensor t = { DT_F32, p + (uint64_t)l * rows * cols, (int64_t)rows, (int64_t)cols };
+        memcpy((char *)&ly[l] + off, &t, sizeof t);
+    }
+    return p + (uint64_t)nl * rows * cols;
 }
 
 infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams *hp, llama_weights *w)
@@ -86,24 +96,25 @@ infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams
     hp->seq_len = seq;
     hp->rms_eps = 1e-5f;
     hp->rope_theta = 10000.0f;
+    hp->rope = ROPE_NORM;
 
     w->layers = calloc((size_t)nl, sizeof *w->layers);
     if (!w->layers) return infer_err(INFER_ENOMEM, "out of memory for %d layer descriptors", nl);
     const float *p = (const float *)(const void *)(f->data + 28);
-    w->tok_embd = p;
+    w->tok_embd = (tensor){ DT_F32, p, (int64_t)V, (int64_t)D };
     p += V * D;
     llama_layer *ly = w->layers;
-    p = per_layer(ly, nl, offsetof(llama_layer, attn_norm), p, D);
-    p = per_layer(ly, nl, offsetof(llama_layer, wq), p, D * qd);
-    p = per_layer(ly, nl, offsetof(llama_layer, wk), p, D * kvd);
-    p = per_layer(ly, nl, offsetof(llama_layer, wv), p, D * kvd);
-    p = per_layer(ly, nl, offsetof(llama_layer, wo), p, qd * D);
-    p = per_layer(ly, nl, offsetof(llama_layer, ffn_norm), p, D);
-    p = per_layer(ly, nl, offsetof(llama_layer, w1), p, D * H);
-    p = per_layer(ly, nl, offsetof(llama_layer, w2), p, H * D);
-    p = per_layer(ly, nl, offsetof(llama_layer, w3), p, D * H);
+    p = per_layer_vec(ly, nl, offsetof(llama_layer, attn_norm), p, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, wq), p, qd, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, wk), p, kvd, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, wv), p, kvd, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, wo), p, D, qd);
+    p = per_layer_vec(ly, nl, offsetof(llama_layer, ffn_norm), p, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, w1), p, H, D);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, w2), p, D, H);
+    p = per_layer_mat(ly, nl, offsetof(llama_layer, w3), p, H, D);
     w->out_norm = p;                                p += D;
     p += (uint64_t)seq * hd; /* freq_cis_real + freq_cis_imag: recomputed, never read */
-    w->wcls = shared ? w->tok_embd : p;
+    w->wcls = shared ? w->tok_embd : (tensor){ DT_F32, p, (int64_t)V, (int64_t)D };
     return INFER_OK;
 }

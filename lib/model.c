@@ -26,9 +26,29 @@ static char *default_tokenizer_path(const char *path)
     return out;
 }
 
+infer_status model_own(infer_model *m, void *p)
+{
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 16;
+        void **v = realloc(m->owned, (size_t)cap * sizeof *v);
+        if (!v) {
+            free(p);
+            return infer_err(INFER_ENOMEM, "out of memory");
+        }
+        m->owned = v;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return INFER_OK;
+}
+
 static void model_free(infer_model *m)
 {
     if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->rope_freqs);
+    free(m->chat_template);
     llama_work_free(&m->work);
     kv_pool_free(&m->kv);
     tok_free(m->tok);
@@ -40,11 +60,45 @@ static void model_free(infer_model *m)
     free(m);
 }
 
-static size_t weight_bytes_per_step(const llama_hparams *hp)
+static size_t tensor_bytes(const tensor *t)
 {
-    size_t D = (size_t)hp->dim, H = (size_t)hp->hidden_dim, kvd = (size_t)hp->n_kv_heads * (size_t)hp->head_dim;
-    size_t per_layer = 2 * D + 2 * D * D + 2 * D * kvd + 3 * D * H;
-    return 4 * ((size_t)hp->n_layers * per_layer + D + (size_t)hp->vocab_size * D);
+    return dtype_row_bytes(t->type, t->n_cols) * (size_t)t->n_rows;
+}
+
+/* Bytes a decode step reads: every matrix and norm, the classifier, but not the embedding
+** table (one row is gathered per token). */
+static size_t weight_bytes_per_step(const infer_model *m)
+{
+    const llama_hparams *hp = &m->hp;
+    size_t n = tensor_bytes(&m->w.wcls) + (size_t)hp->dim * 4;
+    for (int l = 0; l < hp->n_layers; l++) {
+        const llama_layer *L = &m->w.layers[l];
+        n += tensor_bytes(&L->wq) + tensor_bytes(&L->wk) + tensor_bytes(&L->wv) + tensor_bytes(&L->wo) +
+             tensor_bytes(&L->w1) + tensor_bytes(&L->w2) + tensor_bytes(&L->w3) + 2 * (size_t)hp->dim * 4;
+    }
+    return n;
+}
+
+/* A llama2.c checkpoint and its tokenizer.bin. */
+static infer_status load_llama2c(infer_model *m, const char *path, const infer_model_params *mp)
+{
+    infer_status st = llama2c_parse(path, &m->map, &m->hp, &m->w);
+    if (st) return st;
+    char *tokpath = (mp && mp->tokenizer_path) ? infer_strdup(mp->tokenizer_path) : default_tokenizer_path(path);
+    if (!tokpath) return infer_err(INFER_ENOMEM, "out of memory");
+    st = tok_load_llama2c(tokpath, m->hp.vocab_size, &m->tok);
+    free(tokpath);
+    if (st == INFER_EIO && !(mp && mp->tokenizer_path)) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s (a llama2.c checkpoint needs its tokenizer: pass tokenizer_path)",
+                 infer_err_text());
+        st = infer_err(INFER_EIO, "%s", msg);
+    }
+    if (st) return st;
+    /* llama2.c ends a sample when the model emits BOS, its story separator. */
+    m->end_tokens[0] = tok_bos(m->tok);
+    m->n_end = 1;
+    return INFER_OK;
 }
 
 infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
@@ -56,39 +110,31 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
     atomic_init(&m->refs, 1);
     atomic_init(&m->unloading, 0);
     infer_status st = INFER_ENOMEM;
-    char *tokpath = NULL;
     m->path = infer_strdup(path);
     if (!m->path) goto fail;
 
     st = map_file(path, &m->map);
     if (st) goto fail;
-    st = llama2c_parse(path, &m->map, &m->hp, &m->w);
-    if (st) goto fail;
-
-    tokpath = (mp && mp->tokenizer_path) ? infer_strdup(mp->tokenizer_path) : default_tokenizer_path(path);
-    if (!tokpath) { st = infer_err(INFER_ENOMEM, "out of memory"); goto fail; }
-    st = tok_load_llama2c(tokpath, m->hp.vocab_size, &m->tok);
-    if (st == INFER_EIO && !(mp && mp->tokenizer_path)) {
-        char msg[1200];
-        snprintf(msg, sizeof msg, "%s (a llama2.c checkpoint needs its tokenizer: pass tokenizer_path)",
-                 infer_err_text());
-        st = infer_err(INFER_EIO, "%s", msg);
+    if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0) {
+        st = gguf_load_model(m, path);
+        if (st) goto fail;
+        const int32_t *ends = tok_end_tokens(m->tok, &m->n_end);
+        m->n_end = INFER_MIN(m->n_end, (int)(sizeof m->end_tokens / sizeof m->end_tokens[0]));
+        memcpy(m->end_tokens, ends, (size_t)m->n_end * sizeof *ends);
+    } else {
+        st = load_llama2c(m, path, mp);
+        if (st) goto fail;
     }
+    st = rope_init(m);
     if (st) goto fail;
-
-    /* llama2.c ends a sample when the model emits BOS, its story separator. */
-    m->end_tokens[0] = tok_bos(m->tok);
-    m->n_end = 1;
-    m->weight_bytes = weight_bytes_per_step(&m->hp);
+    m->weight_bytes = weight_bytes_per_step(m);
     m->max_running = mp ? mp->max_running : 0;
     st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim,
                       prefix_cache);
     if (st) goto fail;
-    free(tokpath);
     *out = m;
     return INFER_OK;
 fail:
-    free(tokpath);
     model_free(m);
     return st;
 }

@@ -12,7 +12,13 @@
 #include "backend.h"
 #include "kv_cache.h"
 #include "mmap.h"
+#include "tensor.h"
 #include "tokenizer.h"
+
+typedef enum rope_mode {
+    ROPE_NORM = 0,  /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
+    ROPE_NEOX = 1   /* rotate (i, i + head_dim/2): Hugging Face Llama, GGUF qwen2 */
+} rope_mode;
 
 typedef struct llama_hparams {
     int dim;          /* model width */
@@ -25,25 +31,34 @@ typedef struct llama_hparams {
     int seq_len;      /* context length */
     float rms_eps;
     float rope_theta;
+    rope_mode rope;
+    /* Llama-3 frequency scaling (factor 0 = none): long wavelengths divided by `factor`,
+    ** short ones kept, a smooth blend between (Meta's llama3 rope_scaling). */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_ctx;
 } llama_hparams;
 
+/* Matrices may be of any dtype; norm vectors and biases are always f32 (converted at
+** load when a file stores them otherwise). */
 typedef struct llama_layer {
     const float *attn_norm;  /* (dim) */
-    const float *wq;         /* (n_heads*head_dim, dim) */
-    const float *wk;         /* (n_kv_heads*head_dim, dim) */
-    const float *wv;         /* (n_kv_heads*head_dim, dim) */
-    const float *wo;         /* (dim, n_heads*head_dim) */
+    tensor wq;               /* (n_heads*head_dim, dim) */
+    tensor wk;               /* (n_kv_heads*head_dim, dim) */
+    tensor wv;               /* (n_kv_heads*head_dim, dim) */
+    tensor wo;               /* (dim, n_heads*head_dim) */
+    const float *bq, *bk, *bv; /* optional biases (Qwen2); NULL = none */
     const float *ffn_norm;   /* (dim) */
-    const float *w1;         /* gate (hidden_dim, dim) */
-    const float *w2;         /* down (dim, hidden_dim) */
-    const float *w3;         /* up (hidden_dim, dim) */
+    tensor w1;               /* gate (hidden_dim, dim) */
+    tensor w2;               /* down (dim, hidden_dim) */
+    tensor w3;               /* up (hidden_dim, dim) */
 } llama_layer;
 
 typedef struct llama_weights {
-    const float *tok_embd;   /* (vocab, dim) */
+    tensor tok_embd;         /* (vocab, dim) */
     llama_layer *layers;     /* (n_layers) */
     const float *out_norm;   /* (dim) */
-    const float *wcls;       /* (vocab, dim); == tok_embd when shared */
+    tensor wcls;             /* (vocab, dim); the same data as tok_embd when tied */
+    const float *rope_freq_factors; /* optional (head_dim/2), GGUF rope_freqs.weight */
 } llama_weights;
 
 /* Forward-pass scratch, grown to the largest batch seen (engine thread only). */
@@ -64,6 +79,10 @@ typedef struct infer_model {
     int n_end;
     kv_pool kv;
     llama_work work;
+    float *rope_freqs;       /* (head_dim/2) per-pair rotation frequencies */
+    char *chat_template;     /* the model's template string (GGUF/HF), or NULL */
+    void **owned;            /* buffers the model allocated (converted norms, ...) */
+    int n_owned, cap_owned;
     int max_running;         /* per-model concurrency limit; 0 = none */
     size_t weight_bytes;     /* bytes read per forward step (all but the embedding gather) */
     atomic_int refs;
@@ -75,6 +94,14 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
                         int kv_block_tokens, int prefix_cache, infer_model **out);
 void model_ref(infer_model *m);
 void model_unref(infer_model *m);
+
+/* Keep a malloc'd buffer until the model is freed; frees p and fails on ENOMEM. */
+infer_status model_own(infer_model *m, void *p);
+/* Rotation frequencies from the hparams (theta, Llama-3 scaling, freq factors). */
+infer_status rope_init(infer_model *m);
+
+/* Fill m (hp, w, tok, chat_template) from the GGUF file mapped at m->map. */
+infer_status gguf_load_model(infer_model *m, const char *path);
 
 /* Parse and validate a llama2.c checkpoint already mapped: fills hp, w (layers malloc'd). */
 infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams *hp, llama_weights *w);

@@ -1,13 +1,13 @@
 /*
-** tok_spm.c — the llama2.c tokenizer (tokenizer.bin): loading, encode, pieces, and
-** streaming detokenization.
+** tok_spm.c — SentencePiece-style BPE driven by merge scores: the llama2.c tokenizer.bin
+** (loading, encode, pieces) and the GGUF "llama" vocab (tokenizer.ggml.model = llama).
 **
-** Format (llama2.c tokenizer.py export): int32 max_token_length, then vocab_size records
+** llama2.c format (tokenizer.py export): int32 max_token_length, then vocab_size records
 ** of {float32 score, int32 len, len bytes} — little-endian, pieces not NUL-terminated,
 ** SentencePiece's U+2581 already replaced by ' ', ids 1/2 stored as "\n<s>\n"/"\n</s>\n".
 **
-** tok_encode reproduces karpathy/llama2.c run.c encode() (@350e04f) token for token, but
-** looks pieces up in a hash table instead of bsearch and runs the greedy merges from a
+** tok_llama2c_encode reproduces karpathy/llama2.c run.c encode() (@350e04f) token for token,
+** but looks pieces up in a hash table instead of bsearch and runs the greedy merges from a
 ** priority queue over a linked list, so encoding is O(n log n) instead of O(n^2).
 ** Known, deliberate differences from run.c, none reachable with real tokenizer files:
 **  - text is text[0..len): an embedded NUL is an ordinary byte (run.c stops at it);
@@ -15,12 +15,19 @@
 **    if two pieces are equal, the lower id wins (run.c's bsearch picks either);
 **  - with no " " piece, the dummy prefix becomes the byte-fallback token for ' '
 **    (run.c would emit id -1).
+**
+** The GGUF variant follows llama.cpp's llm_tokenizer_spm_session: spaces become U+2581
+** ("▁"), a "▁" dummy prefix starts the text when tokenizer.ggml.add_space_prefix (default
+** true) and the text is at the start or right after a special token; characters are merged
+** by the best score of the merged piece (the shared tok_merge_spans), and a character left
+** that is no token falls back to its bytes' <0xHH> tokens. Unlike run.c, a character that
+** is not in the vocab still merges with its neighbours when the pair is a piece, and pairs
+** of any score merge — both as llama.cpp.
 */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* fileno */
 #endif
 #include "tokenizer.h"
-#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,22 +45,9 @@ static const float MIN_MERGE_SCORE = -1e10f;
 ** not a tokenizer. Also keeps every blob offset within uint32_t. */
 #define TOK_MAX_FILE_BYTES ((size_t)1 << 30)
 
-struct tokenizer {
-    int32_t n_vocab;
-    int32_t max_token_length; /* as stored in the header; informational only */
-    uint32_t max_piece_len;   /* longest piece actually present: bounds merge lookups */
-    char *blob;               /* every piece, each followed by a NUL */
-    uint32_t *off;            /* (n_vocab) start of piece i in blob */
-    uint32_t *len;            /* (n_vocab) bytes of piece i */
-    float *score;             /* (n_vocab) merge priority, higher merges first */
-    int16_t *byte;            /* (n_vocab) the byte a "<0xHH>" piece stands for, else -1 */
-    int32_t *hash;            /* (hash_mask + 1) open addressing over piece bytes, -1 = empty */
-    uint32_t hash_mask;
-    int32_t space_id;         /* id of " ", the dummy prefix; -1 if absent */
-    unsigned char bytes256[256]; /* bytes256[b] == b: what tok_piece points at for <0xHH> */
-};
+#define SPACE_MARK "\xE2\x96\x81" /* U+2581, SentencePiece's visible space */
 
-/* ---------------------------------------------------------------------- loading */
+/* ---------------------------------------------------------------------- llama2.c loading */
 
 static int32_t rd_i32(const unsigned char *p)
 {
@@ -157,29 +151,6 @@ static infer_status validate_records(const char *path, const unsigned char *d, s
     return INFER_OK;
 }
 
-static uint32_t hash_bytes(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u; /* FNV-1a: short keys, good enough spread, no state */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-/* Id of the piece whose bytes are s[0..n), or -1. */
-static int32_t lookup(const tokenizer *t, const char *s, size_t n)
-{
-    if (n == 0 || n > t->max_piece_len) return -1;
-    uint32_t i = hash_bytes(s, n) & t->hash_mask;
-    for (;;) {
-        int32_t id = t->hash[i];
-        if (id < 0) return -1;
-        if (t->len[id] == n && memcmp(t->blob + t->off[id], s, n) == 0) return id;
-        i = (i + 1) & t->hash_mask;
-    }
-}
-
 static int hexdigit(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -220,29 +191,20 @@ infer_status tok_load_llama2c(const char *path, int32_t vocab_size, tokenizer **
     }
 
     tokenizer *t = calloc(1, sizeof *t);
-    uint32_t hcap = 16;
-    while (hcap < 2u * (uint32_t)vocab_size) hcap *= 2; /* load factor <= 1/2 */
-    size_t nv = (size_t)vocab_size;
-    if (t) {
-        t->blob = malloc(blob_bytes);
-        t->off = malloc(nv * sizeof *t->off);
-        t->len = malloc(nv * sizeof *t->len);
-        t->score = malloc(nv * sizeof *t->score);
-        t->byte = malloc(nv * sizeof *t->byte);
-        t->hash = malloc(hcap * sizeof *t->hash);
+    if (t) st = tok_alloc_vocab(t, vocab_size, blob_bytes, 1);
+    if (t && !st) {
+        t->byte = malloc((size_t)vocab_size * sizeof *t->byte);
+        if (!t->byte) st = INFER_ENOMEM;
     }
-    if (!t || !t->blob || !t->off || !t->len || !t->score || !t->byte || !t->hash) {
+    if (!t || st) {
         tok_free(t);
         free(d);
         return infer_err(INFER_ENOMEM, "out of memory loading tokenizer '%s' (%d tokens)", path,
                          vocab_size);
     }
-    t->n_vocab = vocab_size;
+    t->family = TOK_FAMILY_LLAMA2C;
     t->max_token_length = rd_i32(d);
-    t->max_piece_len = max_len;
-    t->hash_mask = hcap - 1;
     for (int b = 0; b < 256; b++) t->bytes256[b] = (unsigned char)b;
-    memset(t->hash, 0xff, hcap * sizeof *t->hash);
 
     size_t off = 4, boff = 0;
     for (int32_t i = 0; i < vocab_size; i++) {
@@ -253,44 +215,38 @@ infer_status tok_load_llama2c(const char *path, int32_t vocab_size, tokenizer **
         memcpy(t->blob + boff, d + off + 8, len);
         t->blob[boff + len] = 0;
         t->byte[i] = byte_piece_value(t->blob + boff, len);
+        if (t->byte[i] >= 0) t->type[i] = TOK_TYPE_BYTE;
         off += 8 + len;
         boff += len + 1;
-        /* Insert in id order and keep the first of equal pieces, so lookups are
-        ** deterministic (lowest id) even for a vocab with duplicates. */
-        uint32_t h = hash_bytes(t->blob + t->off[i], len) & t->hash_mask;
-        for (;; h = (h + 1) & t->hash_mask) {
-            int32_t id = t->hash[h];
-            if (id < 0) {
-                t->hash[h] = i;
-                break;
-            }
-            if (t->len[id] == len && memcmp(t->blob + t->off[id], t->blob + t->off[i], len) == 0)
-                break;
-        }
     }
     free(d);
-    t->space_id = lookup(t, " ", 1);
+    (void)max_len; /* tok_index_vocab recomputes it */
+    t->type[0] = TOK_TYPE_UNKNOWN;
+    t->type[TOK_BOS] = TOK_TYPE_CONTROL;
+    t->type[TOK_EOS] = TOK_TYPE_CONTROL;
+    t->special[TOK_SPECIAL_UNK] = 0;
+    t->special[TOK_SPECIAL_BOS] = TOK_BOS;
+    t->special[TOK_SPECIAL_EOS] = TOK_EOS;
+    t->add_bos = 1;
+    t->add_space_prefix = 1;
+    /* Insert in id order and keep the first of equal pieces, so lookups are deterministic
+    ** (lowest id) even for a vocab with duplicates. */
+    st = tok_index_vocab(t, 0);
+    if (!st) st = tok_index_specials(t);
+    if (st) {
+        tok_free(t);
+        return st;
+    }
+    /* llama2.c ends a sample at BOS, its story separator (run.c generate()), or at EOS. */
+    t->end_ids[0] = TOK_BOS;
+    t->end_ids[1] = TOK_EOS;
+    t->n_end = 2;
+    t->space_id = tok_lookup(t, " ", 1);
     *out = t;
     return INFER_OK;
 }
 
-void tok_free(tokenizer *t)
-{
-    if (!t) return;
-    free(t->blob);
-    free(t->off);
-    free(t->len);
-    free(t->score);
-    free(t->byte);
-    free(t->hash);
-    free(t);
-}
-
-int32_t tok_n_vocab(const tokenizer *t) { return t ? t->n_vocab : 0; }
-int32_t tok_bos(const tokenizer *t) { (void)t; return TOK_BOS; }
-int32_t tok_eos(const tokenizer *t) { (void)t; return TOK_EOS; }
-
-/* ---------------------------------------------------------------------- encoding */
+/* ---------------------------------------------------------------------- llama2.c encoding */
 
 /* A candidate merge of the adjacent pair (left, right) into `mid`. It is stale once either
 ** node has changed or they are no longer neighbours; checking the ids and the link is
@@ -356,10 +312,10 @@ static infer_status try_pair(const tokenizer *t, merge_heap *h, char *buf, const
                              int32_t l, int32_t r)
 {
     uint32_t nl = t->len[tok[l]], nr = t->len[tok[r]];
-    if (nl + nr > t->max_piece_len) return INFER_OK;
+    if (nl + nr > t->max_len) return INFER_OK;
     memcpy(buf, t->blob + t->off[tok[l]], nl);
     memcpy(buf + nl, t->blob + t->off[tok[r]], nr);
-    int32_t id = lookup(t, buf, nl + nr);
+    int32_t id = tok_lookup(t, buf, nl + nr);
     if (id < 0 || !(t->score[id] > MIN_MERGE_SCORE)) return INFER_OK;
     merge_cand c = {t->score[id], l, r, tok[l], tok[r], id};
     return heap_push(h, c);
@@ -375,7 +331,7 @@ static infer_status merge_pairs(const tokenizer *t, int32_t *tok, size_t *n_tok)
     infer_status st = INFER_OK;
     merge_heap h = {0};
     int32_t *prev = malloc(n * sizeof *prev), *next = malloc(n * sizeof *next);
-    char *buf = malloc(2 * (size_t)t->max_piece_len + 1);
+    char *buf = malloc(2 * (size_t)t->max_len + 1);
     if (!prev || !next || !buf) {
         st = infer_err(INFER_ENOMEM, "out of memory encoding %zu tokens", n);
         goto done;
@@ -423,17 +379,9 @@ static infer_status push_byte(const tokenizer *t, int32_t *tok, size_t *n, unsig
     return INFER_OK;
 }
 
-infer_status tok_encode(const tokenizer *t, const char *text, size_t len, int add_bos,
-                        int32_t **ids, size_t *n_ids)
+infer_status tok_llama2c_encode(const tokenizer *t, const char *text, size_t len, int add_bos,
+                                int32_t **ids, size_t *n_ids)
 {
-    if (!ids || !n_ids) return infer_err(INFER_EINVAL, "tok_encode: ids or n_ids is NULL");
-    *ids = NULL;
-    *n_ids = 0;
-    if (!t || (!text && len > 0)) return infer_err(INFER_EINVAL, "tok_encode: NULL tokenizer or text");
-    if (len > (size_t)INT32_MAX - 8)
-        return infer_err(INFER_EINVAL, "text of %zu bytes is too long to encode (limit %d)", len,
-                         INT32_MAX - 8);
-
     /* At most one token per byte, plus BOS and the dummy prefix. */
     int32_t *tok = malloc((len + 2) * sizeof *tok);
     if (!tok) return infer_err(INFER_ENOMEM, "out of memory encoding %zu bytes of text", len);
@@ -455,7 +403,7 @@ infer_status tok_encode(const tokenizer *t, const char *text, size_t len, int ad
     for (size_t i = 0; i < len && st == INFER_OK;) {
         size_t g = 1;
         while (g < 4 && i + g < len && (s[i + g] & 0xC0) == 0x80) g++;
-        int32_t id = lookup(t, text + i, g);
+        int32_t id = tok_lookup(t, text + i, g);
         if (id >= 0) {
             tok[n++] = id;
         } else {
@@ -474,63 +422,125 @@ infer_status tok_encode(const tokenizer *t, const char *text, size_t len, int ad
     return INFER_OK;
 }
 
-infer_status tok_piece(const tokenizer *t, int32_t id, const char **bytes, size_t *len)
-{
-    if (!t || !bytes || !len) return infer_err(INFER_EINVAL, "tok_piece: NULL argument");
-    if (id < 0 || id >= t->n_vocab)
-        return infer_err(INFER_EINVAL, "token id %d is outside the vocab (0..%d)", id, t->n_vocab - 1);
-    if (t->byte[id] >= 0) {
-        *bytes = (const char *)&t->bytes256[t->byte[id]];
-        *len = 1;
-    } else {
-        *bytes = t->blob + t->off[id];
-        *len = t->len[id];
-    }
-    return INFER_OK;
-}
-
-/* ---------------------------------------------------------------------- streaming decode */
-
-void tok_stream_init(tok_stream *st, int32_t prev_token)
-{
-    memset(st, 0, sizeof *st);
-    st->prev = prev_token;
-}
-
 /* Text of one token per run.c decode(): a leading ' ' is dropped right after BOS (the
 ** SentencePiece dummy prefix), "<0xHH>" is the raw byte (the byte test comes after the
 ** space drop there too, and a "<0xHH>" piece never starts with ' '). Unlike run.c's CLI we
 ** do not skip unprintable single bytes: the output only has to be valid UTF-8.
-** BOS and EOS are control tokens and append nothing: their stored pieces "\n<s>\n" and
-** "\n</s>\n" are llama2.c export artefacts, not text. They leave pending bytes waiting.
-** <unk> (id 0) is printed as its piece "<unk>", as run.c does. */
-infer_status tok_stream_feed(const tokenizer *t, tok_stream *st, int32_t token, strbuf *out)
+** Returns 0 for BOS and EOS, control tokens that append nothing (their stored pieces
+** "\n<s>\n" and "\n</s>\n" are llama2.c export artefacts, not text); *p and *n still give the
+** stored piece, which is what tok_piece shows. <unk> (id 0) is printed as its piece
+** "<unk>", as run.c does. */
+int tok_llama2c_stream_piece(const tokenizer *t, int32_t prev, int32_t token, const char **p, size_t *n)
 {
-    if (!t || !st || !out) return infer_err(INFER_EINVAL, "tok_stream_feed: NULL argument");
-    if (token < 0 || token >= t->n_vocab)
-        return infer_err(INFER_EINVAL, "token id %d is outside the vocab (0..%d)", token,
-                         t->n_vocab - 1);
-    int32_t prev = st->prev;
-    st->prev = token;
-    if (token == TOK_BOS || token == TOK_EOS) return sb_append(out, "", 0);
-    const char *p;
-    size_t n;
     if (t->byte[token] >= 0) {
-        p = (const char *)&t->bytes256[t->byte[token]];
-        n = 1;
-    } else {
-        p = t->blob + t->off[token];
-        n = t->len[token];
-        if (prev == TOK_BOS && p[0] == ' ') {
-            p++;
-            n--;
-        }
+        *p = (const char *)&t->bytes256[t->byte[token]];
+        *n = 1;
+        return 1;
     }
-    return utf8_stream_feed(st->pend, &st->n_pend, p, n, out);
+    *p = t->blob + t->off[token];
+    *n = t->len[token];
+    if (token == TOK_BOS || token == TOK_EOS) return 0;
+    if (prev == TOK_BOS && *n > 0 && (*p)[0] == ' ') {
+        (*p)++;
+        (*n)--;
+    }
+    return 1;
 }
 
-infer_status tok_stream_flush(tok_stream *st, strbuf *out)
+/* ---------------------------------------------------------------------- GGUF "llama" */
+
+infer_status tok_spm_setup(tokenizer *t, const char *path)
 {
-    if (!st || !out) return infer_err(INFER_EINVAL, "tok_stream_flush: NULL argument");
-    return utf8_stream_flush(st->pend, &st->n_pend, out);
+    /* llama.cpp byte_to_token: "<0xHH>", else the one-byte token; we add <unk> last. */
+    for (int b = 0; b < 256; b++) {
+        char name[8], c = (char)b;
+        snprintf(name, sizeof name, "<0x%02X>", (unsigned)b);
+        int32_t id = tok_lookup(t, name, 6);
+        if (id < 0) id = tok_lookup(t, &c, 1);
+        t->byte_id[b] = id >= 0 ? id : t->special[TOK_SPECIAL_UNK];
+    }
+    size_t total = 0;
+    for (int32_t i = 0; i < t->n_vocab; i++) total += t->len[i] + 1;
+    t->dec = malloc(total);
+    t->dec_off = malloc((size_t)t->n_vocab * sizeof *t->dec_off);
+    t->dec_len = malloc((size_t)t->n_vocab * sizeof *t->dec_len);
+    if (!t->dec || !t->dec_off || !t->dec_len)
+        return infer_err(INFER_ENOMEM, "out of memory for the pieces of %d tokens", t->n_vocab);
+    size_t o = 0;
+    for (int32_t i = 0; i < t->n_vocab; i++) {
+        const char *s = t->blob + t->off[i];
+        uint32_t n = t->len[i];
+        t->dec_off[i] = (uint32_t)o;
+        if (t->type[i] == TOK_TYPE_BYTE) {
+            int16_t v = byte_piece_value(s, n);
+            if (v < 0)
+                return infer_err(INFER_EFORMAT, "'%s': token %d '%.*s' has type byte in tokenizer.ggml.token_type "
+                                 "but is not of the form <0xHH>", path, i, (int)INFER_MIN(n, 40), s);
+            t->dec[o++] = (char)v;
+        } else if (t->type[i] == TOK_TYPE_NORMAL || t->type[i] == TOK_TYPE_UNUSED ||
+                   t->type[i] == TOK_TYPE_UNDEFINED) {
+            for (uint32_t k = 0; k < n;) { /* llama_unescape_whitespace */
+                if (n - k >= 3 && memcmp(s + k, SPACE_MARK, 3) == 0) {
+                    t->dec[o++] = ' ';
+                    k += 3;
+                } else {
+                    t->dec[o++] = s[k++];
+                }
+            }
+        } else {
+            memcpy(t->dec + o, s, n); /* control, unknown, user-defined: the text as stored */
+            o += n;
+        }
+        t->dec_len[i] = (uint32_t)(o - t->dec_off[i]);
+        t->dec[o++] = 0;
+    }
+    return INFER_OK;
+}
+
+static int spm_pair(const tokenizer *t, const char *s, uint32_t nl, uint32_t nr, double *key)
+{
+    int32_t id = tok_lookup(t, s, (size_t)nl + nr);
+    if (id < 0) return 0;
+    *key = -(double)t->score[id]; /* best score first */
+    return 1;
+}
+
+infer_status tok_spm_encode(const tokenizer *t, tok_work *w, const char *s, size_t n, int prefix_space,
+                            tok_ids *o)
+{
+    infer_status st = tok_work_buf(w, 3 * (n + 1));
+    if (st) return st;
+    size_t m = 0;
+    if (prefix_space) {
+        memcpy(w->buf, SPACE_MARK, 3);
+        m = 3;
+    }
+    for (size_t i = 0; i < n; i++) { /* llama_escape_whitespace */
+        if (s[i] == ' ') {
+            memcpy(w->buf + m, SPACE_MARK, 3);
+            m += 3;
+        } else {
+            w->buf[m++] = s[i];
+        }
+    }
+    if (m == 0) return INFER_OK;
+    if ((st = tok_merge_spans(t, w, w->buf, m, spm_pair))) return st;
+    /* llama.cpp resegment(): a symbol is a token, or (a single character) its bytes. */
+    for (int32_t i = 0; i >= 0 && !st; i = w->sym[i].next) {
+        const char *p = w->buf + w->sym[i].off;
+        int32_t id = tok_lookup(t, p, w->sym[i].len);
+        if (id >= 0) {
+            st = tok_ids_push(o, id);
+            continue;
+        }
+        for (uint32_t k = 0; k < w->sym[i].len && !st; k++) {
+            id = t->byte_id[(unsigned char)p[k]];
+            if (id < 0)
+                return infer_err(INFER_EUNSUPPORTED, "cannot encode byte 0x%02X: the vocab has no <0x%02X>, "
+                                 "no such one-byte token and no unknown token", (unsigned char)p[k],
+                                 (unsigned char)p[k]);
+            st = tok_ids_push(o, id);
+        }
+    }
+    return st;
 }

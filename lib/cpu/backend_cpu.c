@@ -26,9 +26,12 @@ static void cpu_destroy(backend *be)
     free(c);
 }
 
-static void cpu_matmul(backend *be, float *y, const float *x, const float *w, int m, int n, int k)
+static infer_status cpu_matmul(backend *be, float *y, const float *x, const tensor *w, int m)
 {
-    ops_matmul(cpu(be)->tp, y, x, w, m, n, k);
+    if (w->type != DT_F32)
+        return infer_err(INFER_EUNSUPPORTED, "CPU matmul: %s weights are not supported", dtype_name(w->type));
+    ops_matmul(cpu(be)->tp, y, x, (const float *)w->data, m, (int)w->n_rows, (int)w->n_cols);
+    return INFER_OK;
 }
 
 static void cpu_rmsnorm(backend *be, float *y, const float *x, const float *w, int m, int dim, float eps)
@@ -36,10 +39,25 @@ static void cpu_rmsnorm(backend *be, float *y, const float *x, const float *w, i
     ops_rmsnorm(y, x, w, m, dim, eps);
 }
 
-static void cpu_rope(backend *be, float *x, const batch *b, int n_heads, int head_dim, float theta)
+static void cpu_rope(backend *be, float *x, const batch *b, int n_heads, int head_dim, const float *freqs, int neox)
 {
     size_t width = (size_t)n_heads * (size_t)head_dim;
-    for (int r = 0; r < b->n; r++) ops_ref_rope(x + (size_t)r * width, n_heads, head_dim, b->pos[r], theta);
+    int half = head_dim / 2;
+    for (int r = 0; r < b->n; r++) {
+        float *row = x + (size_t)r * width;
+        float pos = (float)b->pos[r];
+        for (int i = 0; i < half; i++) {
+            float a = pos * freqs[i], c = cosf(a), s = sinf(a);
+            /* the pair (j0, j1) rotated by angle a in every head */
+            int j0 = neox ? i : 2 * i, j1 = neox ? i + half : 2 * i + 1;
+            for (int h = 0; h < n_heads; h++) {
+                float *v = row + (size_t)h * (size_t)head_dim;
+                float v0 = v[j0], v1 = v[j1];
+                v[j0] = v0 * c - v1 * s;
+                v[j1] = v0 * s + v1 * c;
+            }
+        }
+    }
 }
 
 static void cpu_swiglu(backend *be, float *h, const float *g, const float *u, int n)

@@ -1,0 +1,248 @@
+/*
+** quant.c — ops_matmul_t: picks the kernel for (dtype, SIMD level), quantizes the activations
+** once per call, tiles and threads the work.
+**
+** Work split: threads take contiguous ranges of W rows (multiples of QM_ROW_ALIGN, so no two
+** write the same cache line of y). Within its range a thread walks W in tiles of at most
+** QM_TILE_BYTES and, for each tile, all x rows (the kernel groups them by 2-4 so a W block is
+** unpacked once per group). For m <= 4 that is a single sequential pass over W; for larger m
+** the tile is re-read from L1, not from memory: W is streamed from DRAM once per call.
+**
+** Scratch: the int8 activations of a decode step (m = 1..4 rows of k <= ~8k) fit in a stack
+** buffer; larger batches malloc per call (measured: a few hundred ns against a matmul of
+** tens of µs or more). If malloc fails, the rows are done in groups that fit the stack buffer,
+** which re-reads W per group but cannot fail; a row too long even for that goes through the
+** reference. So the function has no error path.
+*/
+#include "quant.h"
+
+#include "ops.h"
+#include "ops_simd.h"
+
+#include <stdlib.h>
+
+#ifdef QUANT_X86
+#include <cpuid.h>
+#endif
+
+/* Stack scratch for quantized activations. */
+#define QM_STACK_BYTES (16 * 1024)
+/* A W tile small enough to stay in L1 (32-48 KiB) next to a group of x rows. */
+#define QM_TILE_BYTES (12 * 1024)
+#define QM_ROW_ALIGN 16
+/* Below this many weight bytes a matmul takes a couple of µs: run it on the caller alone. */
+#define QM_INLINE_BYTES (32 * 1024)
+
+#ifdef QUANT_X86
+/* CPUID.1:ECX.F16C, read directly: clang's __builtin_cpu_supports does not know "f16c". It
+** needs no OS support beyond the AVX state that the avx2/avx512 checks already cover. */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
+quant_level quant_detect(void)
+{
+#ifdef QUANT_X86
+    if (!__builtin_cpu_supports("fma") || !has_f16c()) return QUANT_SCALAR;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return QUANT_AVX512;
+    if (__builtin_cpu_supports("avx2")) return QUANT_AVX2;
+#endif
+    return QUANT_SCALAR;
+}
+
+const char *quant_level_name(quant_level level)
+{
+    switch (level) {
+    case QUANT_AVX512: return "avx512vnni";
+    case QUANT_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
+int quant_act_blk(dtype t)
+{
+    switch (t) {
+    case DT_Q8_0: case DT_Q4_0: case DT_Q4_1: return QK_32;
+    case DT_Q4_K: case DT_Q6_K: return QK_K;
+    default: return 0;
+    }
+}
+
+/* ---- activation scratch ---- */
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t qact_bytes(int m, int k, int blk)
+{
+    size_t nb = (size_t)m * (size_t)(k / blk);
+    return align64((size_t)m * k) + align64(nb * sizeof(float)) +
+           (blk == QK_32 ? align64(nb * sizeof(float)) : 0) +
+           align64((size_t)m * (k / 16) * sizeof(int16_t));
+}
+
+void qact_init(qact *a, void *mem, int m, int k, int blk)
+{
+    size_t nb = (size_t)m * (size_t)(k / blk);
+    char *p = mem;
+    a->k = k;
+    a->blk = blk;
+    a->qs = (int8_t *)p;
+    p += align64((size_t)m * k);
+    a->d = (float *)(void *)p;
+    p += align64(nb * sizeof(float));
+    a->s = NULL;
+    if (blk == QK_32) {
+        a->s = (float *)(void *)p;
+        p += align64(nb * sizeof(float));
+    }
+    a->bsums = (int16_t *)(void *)p;
+}
+
+void quant_act(quant_level level, qact *a, const float *x, int r0, int r1)
+{
+    switch (level) {
+#ifdef QUANT_X86
+    case QUANT_AVX512: quant_act_avx512(a, x, r0, r1); break;
+    case QUANT_AVX2: quant_act_avx2(a, x, r0, r1); break;
+#endif
+    default: quant_act_scalar(a, x, r0, r1); break;
+    }
+}
+
+/* ---- kernel table ---- */
+
+quant_rows_fn quant_kernel(dtype t, quant_level level)
+{
+#ifdef QUANT_X86
+    if (level == QUANT_AVX512) {
+        switch (t) {
+        case DT_F16: return quant_rows_f16_avx512;
+        case DT_BF16: return quant_rows_bf16_avx512;
+        case DT_Q8_0: return quant_rows_q8_0_avx512;
+        case DT_Q4_0: return quant_rows_q4_0_avx512;
+        case DT_Q4_1: return quant_rows_q4_1_avx512;
+        case DT_Q4_K: return quant_rows_q4_k_avx512;
+        case DT_Q6_K: return quant_rows_q6_k_avx512;
+        default: return NULL;
+        }
+    }
+    if (level == QUANT_AVX2) {
+        switch (t) {
+        case DT_F16: return quant_rows_f16_avx2;
+        case DT_BF16: return quant_rows_bf16_avx2;
+        case DT_Q8_0: return quant_rows_q8_0_avx2;
+        case DT_Q4_0: return quant_rows_q4_0_avx2;
+        case DT_Q4_1: return quant_rows_q4_1_avx2;
+        case DT_Q4_K: return quant_rows_q4_k_avx2;
+        case DT_Q6_K: return quant_rows_q6_k_avx2;
+        default: return NULL;
+        }
+    }
+#endif
+    switch (t) {
+    case DT_F16: return quant_rows_f16_scalar;
+    case DT_BF16: return quant_rows_bf16_scalar;
+    case DT_Q8_0: return quant_rows_q8_0_scalar;
+    case DT_Q4_0: return quant_rows_q4_0_scalar;
+    case DT_Q4_1: return quant_rows_q4_1_scalar;
+    case DT_Q4_K: return quant_rows_q4_k_scalar;
+    case DT_Q6_K: return quant_rows_q6_k_scalar;
+    default: return NULL;
+    }
+}
+
+/* ---- threading ---- */
+
+typedef struct qm_task {
+    quant_rows_fn fn;
+    qjob jb;
+    int n, m;
+    int chunk;   /* W rows per thread */
+    int tile;    /* W rows per L1 tile */
+} qm_task;
+
+static void qm_worker(void *arg, int ith, int nth)
+{
+    const qm_task *t = arg;
+    int n0 = ith * t->chunk, n1 = INFER_MIN(t->n, n0 + t->chunk);
+    for (int i = n0; i < n1; i += t->tile) t->fn(&t->jb, i, INFER_MIN(n1, i + t->tile), 0, t->m);
+}
+
+static void qm_run(threadpool *tp, qm_task *t)
+{
+    int nth = tp ? tp_size(tp) : 1;
+    if (nth == 1 || (size_t)t->n * t->jb.row_bytes < QM_INLINE_BYTES) {
+        t->chunk = t->n;
+        qm_worker(t, 0, 1);
+        return;
+    }
+    int per = (t->n + nth - 1) / nth;
+    t->chunk = (per + QM_ROW_ALIGN - 1) / QM_ROW_ALIGN * QM_ROW_ALIGN;
+    tp_run(tp, qm_worker, t);
+}
+
+static ops_simd_level f32_level(quant_level level)
+{
+    return level == QUANT_AVX512 ? OPS_SIMD_AVX512 : level == QUANT_AVX2 ? OPS_SIMD_AVX2 : OPS_SIMD_SCALAR;
+}
+
+void ops_matmul_t_level(quant_level level, threadpool *tp, float *y, const float *x,
+                        const tensor *w, int m)
+{
+    const int n = (int)w->n_rows, k = (int)w->n_cols;
+    if (m <= 0 || n <= 0) return;
+    quant_level best = quant_detect();
+    if (level > best) level = best;
+    if (w->type == DT_F32) {
+        ops_matmul_simd(f32_level(level), tp, y, x, w->data, m, n, k);
+        return;
+    }
+    quant_rows_fn fn = quant_kernel(w->type, level);
+    if (!fn) return;   /* unknown type: the loader rejects these */
+    qm_task t = {fn, {y, n, x, NULL, w->data, dtype_row_bytes(w->type, k), k}, n, m, 0, 1};
+    t.tile = (int)INFER_MAX((size_t)1, QM_TILE_BYTES / t.jb.row_bytes);
+
+    const int blk = quant_act_blk(w->type);
+    if (!blk) {   /* F16 / BF16: x is used as is */
+        qm_run(tp, &t);
+        return;
+    }
+    /* 64-byte alignment of the stack buffer keeps the activation rows on cache lines */
+    _Alignas(64) char stack[QM_STACK_BYTES];
+    qact xa;
+    size_t need = qact_bytes(m, k, blk);
+    void *heap = need <= sizeof stack ? NULL : malloc(need);
+    int rows = m;   /* rows per pass */
+    if (need > sizeof stack && !heap) {
+        rows = 0;
+        while (rows < m && qact_bytes(rows + 1, k, blk) <= sizeof stack) rows++;
+        if (rows == 0) {
+            ops_ref_matmul_t(y, x, w, m);
+            return;
+        }
+    }
+    for (int r0 = 0; r0 < m; r0 += rows) {
+        int mr = INFER_MIN(rows, m - r0);
+        qact_init(&xa, heap ? heap : stack, mr, k, blk);
+        quant_act(level, &xa, x + (size_t)r0 * k, 0, mr);
+        t.jb.y = y + (size_t)r0 * n;
+        t.jb.xa = &xa;
+        t.m = mr;
+        qm_run(tp, &t);
+    }
+    free(heap);
+}
+
+void ops_matmul_t(threadpool *tp, float *y, const float *x, const tensor *w, int m)
+{
+    if (w->type == DT_F32) {
+        ops_matmul(tp, y, x, w->data, m, (int)w->n_rows, (int)w->n_cols);
+        return;
+    }
+    ops_matmul_t_level(quant_detect(), tp, y, x, w, m);
+}
