@@ -190,7 +190,7 @@ INFER_API infer_status infer_model_unload(infer_session *s, const char *name, co
 
 /*
 ** infer_tokenize: encode `text` with the tokenizer of model `name` (newest version when
-** `version` is NULL), with a leading BOS when add_bos != 0. Writes up to `cap` ids to `ids`
+** `version` is NULL), with a leading BOS when add_bos > 0 (< 0: as the model's tokenizer says). Writes up to `cap` ids to `ids`
 ** and the full count to *n_ids; when cap < *n_ids it writes nothing and returns INFER_EINVAL
 ** (call with cap = 0 to size the buffer). Returns INFER_OK, INFER_ENOTFOUND, INFER_EINVAL.
 ** Thread-safety: any thread.
@@ -218,7 +218,8 @@ typedef struct infer_request {
                                       (ending with an open assistant turn) instead of prompt;
                                       INFER_EUNSUPPORTED when the template is not recognised */
     size_t n_messages;
-    int add_bos;                   /* prepend BOS; default 1 */
+    int add_bos;                   /* prepend BOS: -1 (default) = as the model's tokenizer says,
+                                      0 = no, 1 = yes */
     int max_tokens;                /* generated tokens at most; default 128; must be >= 1 */
     /* sampling: temperature 0 = greedy (argmax, ties -> lowest id) */
     float temperature;             /* default 0.8 */

@@ -2,6 +2,7 @@
 ** request.c — requests in and events out: infer_request_init, infer_tokenize, infer_submit,
 ** infer_cancel, infer_poll, infer_session_stats. Any host thread.
 */
+#include "chat.h"
 #include "session.h"
 
 #include <stdlib.h>
@@ -12,7 +13,7 @@ INFER_API void infer_request_init(infer_request *rq)
     if (!rq) return;
     memset(rq, 0, sizeof *rq);
     rq->size = sizeof *rq;
-    rq->add_bos = 1;
+    rq->add_bos = -1;
     rq->max_tokens = 128;
     rq->temperature = 0.8f;
     rq->top_k = 40;
@@ -33,6 +34,7 @@ INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const 
     if (st) return st;
     int32_t *v = NULL;
     size_t n = 0;
+    if (add_bos < 0) add_bos = tok_default_add_bos(m->tok);
     st = tok_encode(m->tok, text, strlen(text), add_bos, &v, &n);
     model_unref(m);
     if (st) return st;
@@ -55,12 +57,43 @@ void seq_free(seq *q)
     free(q);
 }
 
+/* The prompt's ids: the raw prompt, or the messages rendered with the model's chat template.
+** A rendered conversation's control tokens (<|im_start|>, ...) are parsed as such, and BOS
+** is added only when the model wants one and the template did not write it already. */
+static infer_status encode_prompt(const infer_model *m, const infer_request *rq, int32_t **ids, size_t *n)
+{
+    int add_bos = rq->add_bos < 0 ? tok_default_add_bos(m->tok) : rq->add_bos;
+    if (!rq->messages) return tok_encode(m->tok, rq->prompt, strlen(rq->prompt), add_bos, ids, n);
+    chat_template ct;
+    infer_status st = chat_parse(m->chat_template, &ct);
+    if (st) return st;
+    strbuf text = { 0 };
+    st = chat_render(&ct, rq->messages, rq->n_messages, &text);
+    chat_template_free(&ct);
+    if (st) {
+        sb_free(&text);
+        return st;
+    }
+    const char *bos;
+    size_t bos_len;
+    int32_t bos_id = tok_bos(m->tok);
+    if (add_bos && bos_id >= 0 && tok_piece(m->tok, bos_id, &bos, &bos_len) == INFER_OK && bos_len &&
+        text.len >= bos_len && memcmp(text.p, bos, bos_len) == 0)
+        add_bos = 0;
+    st = tok_encode_ex(m->tok, text.p ? text.p : "", text.len, TOK_PARSE_SPECIAL | (add_bos ? TOK_ADD_BOS : 0u),
+                       ids, n);
+    sb_free(&text);
+    return st;
+}
+
 /* Build a sequence from a validated request; tokenizes the prompt. */
 static infer_status seq_create(infer_session *s, const infer_request *rq, seq **out)
 {
     *out = NULL;
     if (!rq->model) return infer_err(INFER_EINVAL, "request: model is NULL");
-    if (!rq->prompt) return infer_err(INFER_EINVAL, "request: prompt is NULL (use \"\" for an empty prompt)");
+    if (!rq->prompt && !rq->messages)
+        return infer_err(INFER_EINVAL, "request: prompt and messages are NULL (use \"\" for an empty prompt)");
+    if (rq->prompt && rq->messages) return infer_err(INFER_EINVAL, "request: give prompt or messages, not both");
     if (rq->max_tokens < 1) return infer_err(INFER_EINVAL, "request: max_tokens = %d must be >= 1", rq->max_tokens);
     if (rq->n_stop && !rq->stop) return infer_err(INFER_EINVAL, "request: n_stop = %zu but stop is NULL", rq->n_stop);
     if (rq->n_stop_tokens && !rq->stop_tokens)
@@ -74,7 +107,7 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
 
     int32_t *ids = NULL;
     size_t n = 0;
-    st = tok_encode(q->model->tok, rq->prompt, strlen(rq->prompt), rq->add_bos, &ids, &n);
+    st = encode_prompt(q->model, rq, &ids, &n);
     if (st) goto fail;
     if (n == 0) {
         free(ids);

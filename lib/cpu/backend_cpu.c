@@ -4,6 +4,7 @@
 */
 #include "../backend.h"
 #include "ops.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,9 +29,7 @@ static void cpu_destroy(backend *be)
 
 static infer_status cpu_matmul(backend *be, float *y, const float *x, const tensor *w, int m)
 {
-    if (w->type != DT_F32)
-        return infer_err(INFER_EUNSUPPORTED, "CPU matmul: %s weights are not supported", dtype_name(w->type));
-    ops_matmul(cpu(be)->tp, y, x, (const float *)w->data, m, (int)w->n_rows, (int)w->n_cols);
+    ops_matmul_t(cpu(be)->tp, y, x, w, m);
     return INFER_OK;
 }
 
