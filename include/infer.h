@@ -209,8 +209,15 @@ typedef struct infer_message {
     const char *content;
 } infer_message;
 
+typedef enum infer_request_kind {
+    INFER_REQ_GENERATE = 0,        /* generate text: TOKEN events, then DONE */
+    INFER_REQ_EMBED = 1            /* embed the prompt (encoder models such as BERT/MiniLM):
+                                      one EMBEDDING event, then DONE */
+} infer_request_kind;
+
 typedef struct infer_request {
     size_t size;                   /* sizeof(infer_request), set by _init */
+    infer_request_kind kind;       /* default INFER_REQ_GENERATE */
     const char *model;             /* model name (required) */
     const char *version;           /* NULL (default) = the newest loaded version */
     const char *prompt;            /* UTF-8 text ("" is allowed); or NULL with messages */
@@ -237,6 +244,7 @@ typedef struct infer_request {
     size_t n_stop_tokens;
     int ignore_eos;                /* default 0: the model's end tokens stop generation */
     int want_logits;               /* default 0; 1 = an INFER_EVENT_LOGITS per position */
+    int normalize;                 /* INFER_REQ_EMBED: L2-normalise the pooled vector; default 1 */
     int priority;                  /* default 0; higher is admitted first and preempted last;
                                       equal priorities run in arrival order */
     int64_t deadline_ms;           /* default 0 = none; from submit: a request still queued or
@@ -272,7 +280,8 @@ INFER_API infer_status infer_cancel(infer_session *s, infer_request_id id);
 typedef enum infer_event_type {
     INFER_EVENT_TOKEN  = 1,  /* a generated token and the text it completes */
     INFER_EVENT_LOGITS = 2,  /* logits at one position (only with want_logits) */
-    INFER_EVENT_DONE   = 3   /* the request ended; the last event for its id */
+    INFER_EVENT_DONE   = 3,  /* the request ended; the last event for its id */
+    INFER_EVENT_EMBEDDING = 4 /* the pooled embedding of an INFER_REQ_EMBED request */
 } infer_event_type;
 
 typedef enum infer_finish {
@@ -297,6 +306,10 @@ typedef struct infer_event {
     int32_t pos;
     const float *logits;
     int32_t n_logits;
+    /* EMBEDDING: the model's pooled vector (mean over the tokens, L2-normalised unless the
+    ** request said otherwise). Valid until the next infer_poll. */
+    const float *embedding;
+    int32_t n_embedding;
     /* DONE */
     infer_status status;      /* INFER_OK, or why it failed */
     infer_finish finish;

@@ -69,7 +69,7 @@ void seq_finish(infer_session *s, seq *q, infer_status st, infer_finish why)
     it.ev.status = st;
     it.ev.finish = st == INFER_OK ? why : INFER_FINISH_ERROR;
     it.ev.n_prompt_tokens = q->n_prompt;
-    it.ev.n_generated = q->n_tokens - q->n_prompt;
+    it.ev.n_generated = q->kind == INFER_REQ_EMBED ? 0 : q->n_tokens - q->n_prompt;
     emit(s, &it);
     kv_seq_free(&q->model->kv, &q->kv);
     sched_remove_running(s, q);
@@ -185,6 +185,46 @@ static void end_cancelled(infer_session *s)
     }
 }
 
+/* Embedding requests need no KV and no decode steps: they run whole, as they arrive. */
+static int run_embeddings(infer_session *s)
+{
+    int did = 0;
+    seq *prev = NULL;
+    for (seq *q = s->wait_head, *next; q; q = next) {
+        next = q->next;
+        if (q->kind != INFER_REQ_EMBED) {
+            prev = q;
+            continue;
+        }
+        if (prev) prev->next = next;
+        else s->wait_head = next;
+        if (s->wait_tail == q) s->wait_tail = prev;
+        s->n_waiting--;
+        uv_mutex_lock(&s->mu);
+        s->n_queued--;
+        uv_mutex_unlock(&s->mu);
+        int dim = q->model->hp.dim;
+        ev_item it = { 0 };
+        it.logits = malloc((size_t)dim * sizeof(float));
+        infer_status st = it.logits ? bert_embed(q->model, s->be, q->tokens, q->n_tokens, q->normalize, it.logits)
+                                    : infer_err(INFER_ENOMEM, "out of memory for an embedding");
+        if (st == INFER_OK) {
+            it.ev.type = INFER_EVENT_EMBEDDING;
+            it.ev.id = q->id;
+            it.ev.user_data = q->user_data;
+            it.ev.embedding = it.logits;
+            it.ev.n_embedding = dim;
+            emit(s, &it);
+            s->step_prompt += q->n_tokens;
+        } else {
+            free(it.logits);
+        }
+        seq_finish(s, q, st, INFER_FINISH_STOP);
+        did = 1;
+    }
+    return did;
+}
+
 /* Under mu: a DONE event ends the request's id. */
 static void retire_ids_locked(infer_session *s)
 {
@@ -209,9 +249,9 @@ int engine_step(infer_session *s)
 
     s->step_prompt = s->step_gen = s->step_hits = 0;
     end_cancelled(s);
+    int did = run_embeddings(s), max_seqs = 0;
     sched_admit(s);
 
-    int did = 0, max_seqs = 0;
     int budget = s->p.max_batch_tokens;
     /* One batch per model, in the order their sequences arrived. */
     infer_model *done[64];

@@ -53,6 +53,7 @@ static void model_free(infer_model *m)
     kv_pool_free(&m->kv);
     tok_free(m->tok);
     free(m->w.layers);
+    free(m->bw.layers);
     unmap_file(&m->map);
     free(m->name);
     free(m->version);
@@ -125,10 +126,14 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
         st = load_llama2c(m, path, mp);
         if (st) goto fail;
     }
+    m->max_running = mp ? mp->max_running : 0;
+    if (m->arch == ARCH_BERT) { /* an encoder: no RoPE, no KV cache */
+        *out = m;
+        return INFER_OK;
+    }
     st = rope_init(m);
     if (st) goto fail;
     m->weight_bytes = weight_bytes_per_step(m);
-    m->max_running = mp ? mp->max_running : 0;
     st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim,
                       prefix_cache);
     if (st) goto fail;

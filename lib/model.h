@@ -61,6 +61,27 @@ typedef struct llama_weights {
     const float *rope_freq_factors; /* optional (head_dim/2), GGUF rope_freqs.weight */
 } llama_weights;
 
+/* BERT encoder (bidirectional attention, post-LayerNorm, GELU), for embeddings. */
+typedef struct bert_layer {
+    tensor wq, wk, wv, wo, w_up, w_down;       /* (out, in) */
+    const float *bq, *bk, *bv, *bo, *b_up, *b_down;
+    const float *ln1_w, *ln1_b;                /* after attention */
+    const float *ln2_w, *ln2_b;                /* after the FFN */
+} bert_layer;
+
+typedef struct bert_weights {
+    tensor tok_embd;                           /* (vocab, dim) */
+    tensor pos_embd;                           /* (max_positions, dim) */
+    tensor type_embd;                          /* (type_vocab, dim); row 0 is used */
+    const float *ln_w, *ln_b;                  /* embedding LayerNorm */
+    bert_layer *layers;
+} bert_weights;
+
+typedef enum model_arch {
+    ARCH_LLAMA = 0,   /* decoder: generation */
+    ARCH_BERT = 1     /* encoder: embeddings */
+} model_arch;
+
 /* Forward-pass scratch, grown to the largest batch seen (engine thread only). */
 typedef struct llama_work {
     int cap_rows, cap_logits;
@@ -71,8 +92,11 @@ typedef struct llama_work {
 
 typedef struct infer_model {
     char *name, *version, *path;
-    llama_hparams hp;
+    model_arch arch;
+    llama_hparams hp;        /* BERT: hidden_dim = intermediate size, seq_len = max positions,
+                                rms_eps = LayerNorm epsilon */
     llama_weights w;
+    bert_weights bw;
     mapped_file map;
     tokenizer *tok;
     int32_t end_tokens[4];   /* generating one ends the sequence (unless ignore_eos) */
@@ -110,5 +134,9 @@ infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams
 ** *logits points to (b->n_logits, vocab) floats in model scratch, rows in batch order. */
 infer_status llama_forward(infer_model *m, backend *be, const batch *b, const float **logits);
 void llama_work_free(llama_work *w);
+
+/* Embed one sequence with a BERT model: mean-pooled last hidden states (dim floats), L2-
+** normalised when `normalize`. tokens include [CLS] ... [SEP]. */
+infer_status bert_embed(infer_model *m, backend *be, const int32_t *tokens, int n, int normalize, float *out);
 
 #endif

@@ -21,6 +21,7 @@ INFER_API void infer_request_init(infer_request *rq)
     rq->min_p = 0.05f;
     rq->repetition_penalty = 1.0f;
     rq->penalty_last_n = 64;
+    rq->normalize = 1;
 }
 
 INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const char *version,
@@ -63,6 +64,11 @@ void seq_free(seq *q)
 static infer_status encode_prompt(const infer_model *m, const infer_request *rq, int32_t **ids, size_t *n)
 {
     int add_bos = rq->add_bos < 0 ? tok_default_add_bos(m->tok) : rq->add_bos;
+    if (rq->kind == INFER_REQ_EMBED) {
+        /* [CLS] text [SEP] for BERT-style tokenizers */
+        unsigned f = (add_bos ? TOK_ADD_BOS : 0u) | (tok_default_add_eos(m->tok) ? TOK_ADD_EOS : 0u);
+        return tok_encode_ex(m->tok, rq->prompt, strlen(rq->prompt), f, ids, n);
+    }
     if (!rq->messages) return tok_encode(m->tok, rq->prompt, strlen(rq->prompt), add_bos, ids, n);
     chat_template ct;
     infer_status st = chat_parse(m->chat_template, &ct);
@@ -104,6 +110,21 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
     infer_status st = session_model_get(s, rq->model, rq->version, &q->model);
     if (st) goto fail;
     const llama_hparams *hp = &q->model->hp;
+    if (rq->kind != INFER_REQ_GENERATE && rq->kind != INFER_REQ_EMBED) {
+        st = infer_err(INFER_EINVAL, "request: kind = %d is not a known request kind", (int)rq->kind);
+        goto fail;
+    }
+    if ((rq->kind == INFER_REQ_EMBED) != (q->model->arch == ARCH_BERT)) {
+        st = infer_err(INFER_EUNSUPPORTED, rq->kind == INFER_REQ_EMBED
+                                               ? "request: model '%s' generates text; embeddings need an encoder model (BERT)"
+                                               : "request: model '%s' is an encoder: send INFER_REQ_EMBED requests",
+                       q->model->name);
+        goto fail;
+    }
+    if (rq->kind == INFER_REQ_EMBED && rq->messages) {
+        st = infer_err(INFER_EINVAL, "request: an embedding request takes a prompt, not messages");
+        goto fail;
+    }
 
     int32_t *ids = NULL;
     size_t n = 0;
@@ -121,9 +142,8 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
         goto fail;
     }
     /* Generation may run to the end of the context, then ends with INFER_FINISH_LENGTH. */
-    long limit = (long)n + rq->max_tokens;
-    if (limit > hp->seq_len) limit = hp->seq_len;
-    int32_t need = kv_blocks_for(&q->model->kv, (int)limit);
+    long limit = rq->kind == INFER_REQ_EMBED ? (long)n : INFER_MIN((long)n + rq->max_tokens, (long)hp->seq_len);
+    int32_t need = rq->kind == INFER_REQ_EMBED ? 0 : kv_blocks_for(&q->model->kv, (int)limit);
     if (need > q->model->kv.n_blocks) {
         free(ids);
         st = infer_err(INFER_ENOMEM, "request: %ld tokens need %d KV blocks but model '%s' has a pool of %d "
@@ -142,6 +162,9 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
     q->user_data = rq->user_data;
     q->ignore_eos = rq->ignore_eos;
     q->want_logits = rq->want_logits;
+    q->kind = rq->kind;
+    q->normalize = rq->normalize;
+    if (q->kind == INFER_REQ_EMBED) goto ready; /* no sampling, no KV */
 
     sampler_params sp = { rq->temperature, rq->top_k, rq->top_p, rq->min_p, rq->repetition_penalty,
                           rq->frequency_penalty, rq->presence_penalty, rq->penalty_last_n, rq->seed };
@@ -160,9 +183,13 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
         q->n_stop_tokens = rq->n_stop_tokens;
     }
     tok_stream_init(&q->detok, q->tokens[n - 1]);
+ready:
     q->t_submit = uv_hrtime();
     q->priority = rq->priority;
-    if (rq->deadline_ms < 0) { st = infer_err(INFER_EINVAL, "request: deadline_ms = %lld must be >= 0", (long long)rq->deadline_ms); goto fail; }
+    if (rq->deadline_ms < 0) {
+        st = infer_err(INFER_EINVAL, "request: deadline_ms = %lld must be >= 0", (long long)rq->deadline_ms);
+        goto fail;
+    }
     if (rq->deadline_ms > 0) q->deadline = q->t_submit + (uint64_t)rq->deadline_ms * 1000000u;
     *out = q;
     return INFER_OK;

@@ -37,6 +37,8 @@ typedef struct seq {
     int32_t *stop_tokens;
     size_t n_stop_tokens;
     int ignore_eos, want_logits;
+    infer_request_kind kind;
+    int normalize;             /* INFER_REQ_EMBED */
     int cancel;                /* engine-owned: set when a cancel was seen */
     uint64_t t_submit;         /* uv_hrtime at submit */
     uint64_t deadline;         /* uv_hrtime after which it times out; 0 = none */
