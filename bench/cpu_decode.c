@@ -13,12 +13,14 @@
 **
 ** How:
 **  - Weights: synthetic llama2.c "legacy" checkpoints of the real shapes (uniform +-0.02 from a
-**    fixed-seed PRNG, norms 1.0, shared classifier) written to a mkdtemp() folder. Each file
-**    is unlinked as soon as the library has mapped it, so an interrupted run leaves nothing.
-**    The speed of an fp32 forward pass does not depend on the values, so the numbers hold for
-**    the trained models. The tokenizer is the Llama-2 tokenizer.bin from ../shared/models
-**    (or $INFER_SHARED/models, or --tokenizer); without one a synthetic 32000-entry one is
-**    written (byte tokens 3..258 as the format requires, letter strings elsewhere).
+**    fixed-seed PRNG, norms 1.0, shared classifier; bench_util.h) written to a mkdtemp()
+**    folder. Each is unlinked as soon as the library has mapped it, so an interrupted run
+**    leaves no weights behind. The speed of an fp32 forward pass does not depend on the
+**    values, so the numbers hold for the trained models. The tokenizer is the Llama-2
+**    tokenizer.bin from ../shared/models (or $INFER_SHARED/models, or --tokenizer); without
+**    one a synthetic 32000-entry one is written there (byte tokens 3..258 as the format
+**    requires, letter strings elsewhere). Prompts are prefixes of fixed sentences cut to
+**    exactly --prompt-tokens tokens with infer_tokenize.
 **  - Requests go through the public API only (<infer.h>): one session per shape with its
 **    engine thread, temperature 0, ignore_eos, max_tokens = --new-tokens, a KV pool large
 **    enough that nothing is ever preempted (checked: the run fails otherwise).
@@ -26,7 +28,10 @@
 **    over for all N) to the poll that returns the last DONE. Tokens in the window are the
 **    generated tokens after each sequence's first; aggregate tok/s = tokens / window, and
 **    steps/s = aggregate / N (one decode token per sequence per step). Both window ends are
-**    seen through the same poll wake-up, so its latency cancels.
+**    seen through the same poll wake-up, so its latency cancels. A warm-up (1 and max N
+**    sequences, a few tokens) precedes the cases; each case runs --repeat times (default 3)
+**    and the fastest run counts, since a shared machine only ever makes a run slower. The CPU
+**    time other processes took during each window is measured from /proc/stat ("others").
 **  - Bytes per step = W + N * KV, where W = 4 * (L*(2D + 2D*D + 2D*kvd + 3*D*H) + D + V*D)
 **    (norms, attention, FFN, final norm, classifier; the embedding gather is one row) and
 **    KV = 4 * L * 2 * kvd * (mean positions attended per step); a sequence with prompt P
@@ -36,13 +41,15 @@
 **    loads into 8 independent accumulators, started together on a barrier; best of several
 **    repetitions; GB/s in units of 1e9 bytes. The buffer is ordinary malloc memory (4 KiB
 **    pages unless THP is "always"), like the page-cache pages the weights are mapped from.
-**    It runs before the models are loaded and again after they are unloaded (no library
-**    threads alive); the best of the two is used.
+**    It runs before, between and after the models (no library threads alive then); the
+**    best pass of each size is used, since another process can only make a pass slower.
 **
 ** Output: a table on stdout, then the goals of the issue with their outcome; one JSON line per
 ** case plus one for the bandwidth to stdout, or to the file given with -o (see --help).
 */
 #include <infer.h>
+
+#include "bench_util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,9 +57,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -65,197 +69,12 @@
 #define MAX_PROMPTS 8
 #define POLL_STALL_S 300.0  /* no event for this long: give up (a hung engine) */
 
-/* ------------------------------------------------------------------------------ shapes */
-
-typedef struct shape {
-    const char *key;   /* --shapes name */
-    const char *name;
-    int dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len;
-} shape;
-
 /* seq_len is raised at run time when prompt + new tokens would not fit. */
-static const shape k_shapes[] = {
+static const bench_shape k_shapes[] = {
     { "15m", "stories15M", 288, 768, 6, 6, 6, 32000, 512 },
     { "110m", "stories110M", 768, 2048, 12, 12, 12, 32000, 512 },
 };
 #define N_SHAPES (int)(sizeof k_shapes / sizeof k_shapes[0])
-
-static uint64_t kv_dim(const shape *sh) { return (uint64_t)sh->n_kv_heads * (uint64_t)(sh->dim / sh->n_heads); }
-
-/* Bytes of weights one decode step reads (see the header comment). */
-static uint64_t weight_bytes(const shape *sh)
-{
-    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
-    uint64_t kvd = kv_dim(sh), V = (uint64_t)sh->vocab;
-    return 4 * (L * (2 * D + 2 * D * D + 2 * D * kvd + 3 * D * H) + D + V * D);
-}
-
-/* K and V of one position, all layers. */
-static uint64_t kv_bytes_per_token(const shape *sh) { return 4 * (uint64_t)sh->n_layers * 2 * kv_dim(sh); }
-
-static uint64_t checkpoint_bytes(const shape *sh)
-{
-    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
-    uint64_t kvd = kv_dim(sh), V = (uint64_t)sh->vocab, hd = D / (uint64_t)sh->n_heads;
-    uint64_t n = V * D + L * D + L * D * D + 2 * L * D * kvd + L * D * D + L * D + 3 * L * D * H + D +
-                 (uint64_t)sh->seq_len * hd;
-    return 28 + 4 * n;
-}
-
-/* ------------------------------------------------------------------------------- utils */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* CPU time the whole machine spent busy (and stolen by the hypervisor) and this process used,
-** to tell how much of the machine other programs took during a measurement: the library's
-** spinning thread pool is sensitive to a core being shared. Zero if /proc/stat is missing. */
-typedef struct cpu_sample {
-    double wall, busy, steal, self;  /* seconds */
-} cpu_sample;
-
-static void cpu_sample_take(cpu_sample *c)
-{
-    memset(c, 0, sizeof *c);
-    c->wall = now_s();
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        unsigned long long v[8] = { 0 };
-        /* cpu user nice system idle iowait irq softirq steal */
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                   &v[6], &v[7]) == 8) {
-            double hz = (double)sysconf(_SC_CLK_TCK);
-            c->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
-            c->steal = (double)v[7] / hz;
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        c->self = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-                  (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* Cores' worth of CPU that other processes (and the hypervisor's steal) took between a and b. */
-static double cpu_others(const cpu_sample *a, const cpu_sample *b)
-{
-    double dt = b->wall - a->wall;
-    if (dt <= 0 || b->busy == 0) return 0;
-    double other = (b->busy - a->busy) - (b->self - a->self) + (b->steal - a->steal);
-    return other > 0 ? other / dt : 0;
-}
-
-/* splitmix64 (Steele, Lea, Flood 2014): a fixed seed gives the same checkpoint every run. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* ------------------------------------------------------------------- synthetic files */
-
-/* n floats to f: uniform in [-amp, amp) when amp > 0, else all `fill`. */
-static int write_floats(FILE *f, uint64_t n, float amp, float fill, uint64_t *rng)
-{
-    float buf[16384];
-    while (n > 0) {
-        size_t k = n < 16384 ? (size_t)n : 16384;
-        for (size_t i = 0; i < k; i++) {
-            if (amp > 0) {
-                float u = (float)(rng_next(rng) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-                buf[i] = (2.0f * u - 1.0f) * amp;
-            } else {
-                buf[i] = fill;
-            }
-        }
-        if (fwrite(buf, sizeof(float), k, f) != k) return -1;
-        n -= k;
-    }
-    return 0;
-}
-
-static int write_checkpoint(const char *path, const shape *sh)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, PROG ": cannot create '%s': %s\n", path, strerror(errno));
-        return -1;
-    }
-    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
-    uint64_t kvd = kv_dim(sh), V = (uint64_t)sh->vocab, hd = D / (uint64_t)sh->n_heads;
-    int32_t hdr[7] = { sh->dim, sh->hidden, sh->n_layers, sh->n_heads, sh->n_kv_heads,
-                       sh->vocab /* positive: shared classifier */, sh->seq_len };
-    uint64_t rng = 0x5eed15u;
-    const float a = 0.02f;
-    int rc = fwrite(hdr, sizeof hdr, 1, f) == 1 ? 0 : -1;
-    if (!rc) rc = write_floats(f, V * D, a, 0, &rng);            /* token_embedding */
-    if (!rc) rc = write_floats(f, L * D, 0, 1.0f, &rng);         /* rms_att */
-    if (!rc) rc = write_floats(f, L * D * D, a, 0, &rng);        /* wq */
-    if (!rc) rc = write_floats(f, L * D * kvd, a, 0, &rng);      /* wk */
-    if (!rc) rc = write_floats(f, L * D * kvd, a, 0, &rng);      /* wv */
-    if (!rc) rc = write_floats(f, L * D * D, a, 0, &rng);        /* wo */
-    if (!rc) rc = write_floats(f, L * D, 0, 1.0f, &rng);         /* rms_ffn */
-    if (!rc) rc = write_floats(f, L * H * D, a, 0, &rng);        /* w1 */
-    if (!rc) rc = write_floats(f, L * D * H, a, 0, &rng);        /* w2 */
-    if (!rc) rc = write_floats(f, L * H * D, a, 0, &rng);        /* w3 */
-    if (!rc) rc = write_floats(f, D, 0, 1.0f, &rng);             /* rms_final */
-    if (!rc) rc = write_floats(f, (uint64_t)sh->seq_len * hd, 0, 0, &rng); /* freq_cis (unused) */
-    if (fclose(f) != 0) rc = -1;
-    if (rc) fprintf(stderr, PROG ": writing '%s' failed: %s\n", path, strerror(errno));
-    return rc;
-}
-
-static int put_token(FILE *f, float score, const char *s, size_t len)
-{
-    int32_t n = (int32_t)len;
-    return fwrite(&score, sizeof score, 1, f) == 1 && fwrite(&n, sizeof n, 1, f) == 1 &&
-           fwrite(s, 1, len, f) == len ? 0 : -1;
-}
-
-/* A llama2.c tokenizer.bin of `vocab` entries: <unk>, <s>, </s>, the 256 byte tokens, " ",
-** then distinct lowercase strings (bijective base 26, every other one with a leading space). */
-static int write_tokenizer(const char *path, int vocab)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, PROG ": cannot create '%s': %s\n", path, strerror(errno));
-        return -1;
-    }
-    int32_t max_len = 8;
-    int rc = fwrite(&max_len, sizeof max_len, 1, f) == 1 ? 0 : -1;
-    if (!rc) rc = put_token(f, 0, "<unk>", 5);
-    if (!rc) rc = put_token(f, 0, "\n<s>\n", 5);
-    if (!rc) rc = put_token(f, 0, "\n</s>\n", 6);
-    for (int b = 0; b < 256 && !rc; b++) {
-        char s[8];
-        snprintf(s, sizeof s, "<0x%02X>", b);
-        rc = put_token(f, 0, s, 6);
-    }
-    if (!rc) rc = put_token(f, -1.0f, " ", 1);
-    for (int id = 260, k = 0; id < vocab && !rc; id++, k++) {
-        char tmp[8], s[8];
-        int n = 0, len = 0;
-        for (int v = k / 2 + 1; v > 0 && n < 6; v = (v - 1) / 26) tmp[n++] = (char)('a' + (v - 1) % 26);
-        if (k & 1) s[len++] = ' ';
-        while (n > 0) s[len++] = tmp[--n];
-        rc = put_token(f, -(float)id, s, (size_t)len);
-    }
-    if (fclose(f) != 0) rc = -1;
-    if (rc) fprintf(stderr, PROG ": writing '%s' failed: %s\n", path, strerror(errno));
-    return rc;
-}
 
 /* ------------------------------------------------------------------------- bandwidth */
 
@@ -325,7 +144,7 @@ typedef struct bw_job {
     int n_threads, reps;
     simd_level level;
     pthread_barrier_t go, done;
-    float sums[64];      /* each thread's last sum: keeps the loads observable */
+    float *sums;         /* (n_threads) running sums: keep the loads observable */
 } bw_job;
 
 typedef struct bw_arg {
@@ -335,7 +154,7 @@ typedef struct bw_arg {
 
 static void bw_slice(bw_job *j, int ith)
 {
-    j->sums[ith & 63] += sum_floats(j->level, j->buf + (size_t)ith * j->slice, j->slice);
+    j->sums[ith] += sum_floats(j->level, j->buf + (size_t)ith * j->slice, j->slice);
 }
 
 static void *bw_worker(void *p)
@@ -357,7 +176,6 @@ static void *bw_worker(void *p)
 /* Read bandwidth over `bytes` with n_threads threads: best of `reps`, in bytes/s. */
 static double measure_bw(size_t bytes, int n_threads, int reps, simd_level level)
 {
-    if (n_threads > 64) n_threads = 64;
     bw_job j;
     memset(&j, 0, sizeof j);
     j.n_threads = n_threads;
@@ -366,44 +184,82 @@ static double measure_bw(size_t bytes, int n_threads, int reps, simd_level level
     j.slice = bytes / sizeof(float) / (size_t)n_threads / 128 * 128;
     size_t total = j.slice * (size_t)n_threads;
     j.buf = aligned_alloc(4096, (total * sizeof(float) + 4095) / 4096 * 4096);
-    if (!j.buf) {
+    j.sums = calloc((size_t)n_threads, sizeof *j.sums);
+    pthread_t *th = calloc((size_t)n_threads, sizeof *th);
+    bw_arg *args = calloc((size_t)n_threads, sizeof *args);
+    if (!j.buf || !j.sums || !th || !args || j.slice == 0) {
         fprintf(stderr, PROG ": out of memory for a %zu-byte bandwidth buffer\n", bytes);
+        free(j.buf);
+        free(j.sums);
+        free(th);
+        free(args);
         return 0;
     }
     pthread_barrier_init(&j.go, NULL, (unsigned)n_threads);
     pthread_barrier_init(&j.done, NULL, (unsigned)n_threads);
-    pthread_t th[64];
-    bw_arg args[64];
-    int started = 1;
     for (int i = 1; i < n_threads; i++) {
         args[i] = (bw_arg){ &j, i };
         if (pthread_create(&th[i], NULL, bw_worker, &args[i]) != 0) {
-            fprintf(stderr, PROG ": cannot start bandwidth thread %d\n", i);
+            fprintf(stderr, PROG ": cannot start bandwidth thread %d of %d\n", i, n_threads);
             exit(1); /* the barriers count on every thread: no way to go on */
         }
-        started++;
     }
     for (size_t i = 0; i < j.slice; i++) j.buf[i] = 1.0f;
     pthread_barrier_wait(&j.done);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         pthread_barrier_wait(&j.go);
         bw_slice(&j, 0);
         pthread_barrier_wait(&j.done);
-        double t = now_s() - t0;
+        double t = bench_now_s() - t0;
         if (t < best) best = t;
     }
-    for (int i = 1; i < started; i++) pthread_join(th[i], NULL);
+    for (int i = 1; i < n_threads; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&j.go);
     pthread_barrier_destroy(&j.done);
     float check = 0;
     for (int i = 0; i < n_threads; i++) check += j.sums[i];
     free(j.buf);
-    /* Each sum is slice * reps (all ones), exact in float only for small counts: just
-    ** require a positive finite value, which no skipped read could produce. */
+    free(j.sums);
+    free(th);
+    free(args);
+    /* The buffer is all ones: any positive finite total shows the loads happened. */
     if (!(check > 0) || check != check) fprintf(stderr, PROG ": warning: bandwidth checksum %g\n", (double)check);
     return (double)(total * sizeof(float)) / best;
+}
+
+/* One bandwidth measurement of both sizes, with what other processes took meanwhile. */
+typedef struct bw_pass {
+    double b1g, b64m, others;
+} bw_pass;
+
+/* Passes run before, between and after the models; the best of each size is used. */
+#define MAX_BW_PASSES (N_SHAPES + 1)
+typedef struct bw_set {
+    bw_pass pass[MAX_BW_PASSES];
+    int n;
+    double b1g, b64m;   /* best over the passes */
+} bw_set;
+
+static int bw_measure_pass(bw_set *bw, int threads, int quick, simd_level lvl)
+{
+    if (bw->n == MAX_BW_PASSES) return 0;
+    bw_pass *p = &bw->pass[bw->n];
+    bench_cpu_sample c0, c1;
+    fprintf(stderr, "measuring read bandwidth (%d threads, %s)...\n", threads, simd_name(lvl));
+    bench_cpu_sample_take(&c0);
+    p->b1g = measure_bw((size_t)1 << 30, threads, quick ? 4 : 20, lvl);
+    p->b64m = measure_bw((size_t)64 << 20, threads, quick ? 20 : 200, lvl);
+    bench_cpu_sample_take(&c1);
+    p->others = bench_cpu_others(&c0, &c1);
+    if (p->b1g <= 0 || p->b64m <= 0) return -1;
+    fprintf(stderr, "  1 GiB %.2f GB/s, 64 MiB %.2f GB/s (other processes used %.2f cores)\n", p->b1g / 1e9,
+            p->b64m / 1e9, p->others);
+    if (p->b1g > bw->b1g) bw->b1g = p->b1g;
+    if (p->b64m > bw->b64m) bw->b64m = p->b64m;
+    bw->n++;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ decode runs */
@@ -424,7 +280,7 @@ typedef struct opts {
 } opts;
 
 typedef struct case_result {
-    shape sh;                 /* as run (seq_len may have been raised) */
+    bench_shape sh;                 /* as run (seq_len may have been raised) */
     int n_seqs;
     int prompt_tokens;        /* of the first prompt (all are searched to the same count) */
     double mean_prompt;       /* over the N sequences */
@@ -459,7 +315,7 @@ static int get_stats(infer_session *s, infer_stats *st)
 }
 
 /* N concurrent greedy requests of `new_tokens`; fills r (when not NULL). */
-static int run_case(infer_session *s, const shape *sh, char *const *prompts, int n_prompts, int N,
+static int run_case(infer_session *s, const bench_shape *sh, char *const *prompts, int n_prompts, int N,
                     int new_tokens, case_result *r)
 {
     seq_state *q = calloc((size_t)N, sizeof *q);
@@ -473,7 +329,7 @@ static int run_case(infer_session *s, const shape *sh, char *const *prompts, int
     infer_stats st0, st1;
     if (get_stats(s, &st0)) goto fail;
 
-    double t_submit = now_s();
+    double t_submit = bench_now_s();
     for (int i = 0; i < N; i++) {
         infer_request rq;
         infer_request_init(&rq);
@@ -493,12 +349,12 @@ static int run_case(infer_session *s, const shape *sh, char *const *prompts, int
 
     int n_first = 0, n_done = 0;
     long window_tokens = 0;
-    double t_first = 0, t_end = 0, t_last_ev = now_s();
-    cpu_sample c0, c1;
+    double t_first = 0, t_end = 0, t_last_ev = bench_now_s();
+    bench_cpu_sample c0, c1;
     memset(&c0, 0, sizeof c0);
     while (n_done < N) {
         int n = infer_poll(s, ev, 256, 1000);
-        double t = now_s();
+        double t = bench_now_s();
         if (n < 0) {
             fail_api("infer_poll", (infer_status)n);
             goto fail;
@@ -519,7 +375,7 @@ static int run_case(infer_session *s, const shape *sh, char *const *prompts, int
                     x->first = 1;
                     if (++n_first == N) {
                         t_first = t;
-                        cpu_sample_take(&c0);
+                        bench_cpu_sample_take(&c0);
                     }
                 } else if (n_first == N) {
                     window_tokens++;
@@ -537,7 +393,7 @@ static int run_case(infer_session *s, const shape *sh, char *const *prompts, int
             }
         }
     }
-    cpu_sample_take(&c1);
+    bench_cpu_sample_take(&c1);
     if (get_stats(s, &st1)) goto fail;
     if (r) {
         memset(r, 0, sizeof *r);
@@ -560,11 +416,11 @@ static int run_case(infer_session *s, const shape *sh, char *const *prompts, int
         r->ttft_s = t_first - t_submit;
         r->tok_s = r->window_s > 0 ? (double)window_tokens / r->window_s : 0;
         r->steps_s = r->tok_s / N;
-        r->bytes_per_step = (double)weight_bytes(sh) + N * (double)kv_bytes_per_token(sh) * r->mean_ctx;
+        r->bytes_per_step = (double)bench_weight_bytes(sh) + N * (double)bench_kv_bytes_per_token(sh) * r->mean_ctx;
         r->achieved = r->bytes_per_step * r->steps_s;
         r->steps = st1.steps - st0.steps;
         r->preempted = st1.preempted - st0.preempted;
-        r->others = cpu_others(&c0, &c1);
+        r->others = bench_cpu_others(&c0, &c1);
         if (r->preempted) {
             fprintf(stderr, PROG ": %lld preemptions during the run: the KV pool was too small and the "
                             "numbers include recomputation\n", (long long)r->preempted);
@@ -626,30 +482,29 @@ static void cleanup_dir(const char *dir, const char *tok_path)
 }
 
 /* One shape: write, load, warm up, run every N; results appended to res[*n_res]. */
-static int run_shape(const opts *o, const shape *base, const char *dir, const char *tok_path,
+static int run_shape(const opts *o, const bench_shape *base, const char *dir, const char *tok_path,
                      case_result *res, int *n_res)
 {
-    shape sh = *base;
+    bench_shape sh = *base;
     int need_ctx = o->prompt_tokens + o->new_tokens + 16;
     if (sh.seq_len < need_ctx) sh.seq_len = (need_ctx + 63) / 64 * 64;
-    const shape *shp = &sh;
 
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.bin", dir, sh.name);
-    uint64_t fbytes = checkpoint_bytes(&sh);
+    uint64_t fbytes = bench_checkpoint_bytes(&sh);
     fprintf(stderr, "writing %s-shaped checkpoint (%.0f MB)...\n", sh.name, (double)fbytes / 1e6);
-    double tw = now_s();
-    if (write_checkpoint(path, &sh)) {
+    double tw = bench_now_s();
+    if (bench_write_checkpoint(path, &sh)) {
         unlink(path);
         return -1;
     }
-    fprintf(stderr, "  written in %.1f s\n", now_s() - tw);
+    fprintf(stderr, "  written in %.1f s\n", bench_now_s() - tw);
 
     int max_n = 1;
     for (int i = 0; i < o->n_seqs; i++) max_n = o->seqs[i] > max_n ? o->seqs[i] : max_n;
     int block = 16;
     uint64_t blocks_per_seq = (uint64_t)(o->prompt_tokens + 8 + o->new_tokens + block - 1) / block + 1;
-    uint64_t kv_bytes = (uint64_t)max_n * blocks_per_seq * block * kv_bytes_per_token(&sh);
+    uint64_t kv_bytes = (uint64_t)max_n * blocks_per_seq * block * bench_kv_bytes_per_token(&sh);
 
     infer_session_params sp;
     infer_session_params_init(&sp);
@@ -694,8 +549,8 @@ static int run_shape(const opts *o, const shape *base, const char *dir, const ch
 
     /* Warm-up: faults the weights in, starts the pools, runs the sgemm path once. */
     fprintf(stderr, "%s: warm-up...\n", sh.name);
-    if (run_case(s, shp, prompts, n_prompts, 1, 8, NULL)) goto done;
-    if (max_n > 1 && run_case(s, shp, prompts, n_prompts, max_n, 4, NULL)) goto done;
+    if (run_case(s, &sh, prompts, n_prompts, 1, 8, NULL)) goto done;
+    if (max_n > 1 && run_case(s, &sh, prompts, n_prompts, max_n, 4, NULL)) goto done;
 
     for (int i = 0; i < o->n_seqs; i++) {
         int N = o->seqs[i];
@@ -703,7 +558,7 @@ static int run_shape(const opts *o, const shape *base, const char *dir, const ch
         case_result *r = &res[*n_res];
         for (int k = 0; k < o->repeat; k++) {
             case_result one;
-            if (run_case(s, shp, prompts, n_prompts, N, o->new_tokens, &one)) goto done;
+            if (run_case(s, &sh, prompts, n_prompts, N, o->new_tokens, &one)) goto done;
             fprintf(stderr, "  %.1f tok/s (%.2f ms/step; other processes used %.2f cores)\n", one.tok_s,
                     1e3 / one.steps_s, one.others);
             if (k == 0 || one.tok_s > r->tok_s) *r = one;
@@ -719,7 +574,7 @@ done:
 
 /* ---------------------------------------------------------------------------- output */
 
-static const case_result *find_case(const case_result *res, int n, const shape *base, int N)
+static const case_result *find_case(const case_result *res, int n, const bench_shape *base, int N)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(res[i].sh.name, base->name) == 0 && res[i].n_seqs == N) return &res[i];
@@ -742,9 +597,9 @@ static void print_table(FILE *out, const case_result *res, int n_res, double bw1
                 100 * r->achieved / bw64m, ratio, r->others);
         if (r->others > worst) worst = r->others;
     }
-    if (n_res)
-        fprintf(out, "(ms/step: one decode step of all seqs; MB/step: weights + KV read per step; GB/s: MB/step x\n"
-                     " steps/s; others: cores busy with other processes or stolen during the decode window)\n");
+    fprintf(out, "(ms/step: one decode step of all seqs, = ms/token at batch 1; MB/step: weights + KV read per\n"
+                 " step; GB/s: MB/step x steps/s; others: cores busy with other processes or stolen during the\n"
+                 " decode window)\n");
     if (worst > 0.1)
         fprintf(out, "WARNING: other processes used up to %.2f cores during the measurements: the numbers are "
                      "low and noisy\n", worst);
@@ -762,30 +617,31 @@ static void print_table(FILE *out, const case_result *res, int n_res, double bw1
     if ((c = find_case(res, n_res, &k_shapes[1], 32)) && b1)
         fprintf(out, "  stories110M 32 seqs >= 8x batch-1:                  %6.2fx  %s\n", c->tok_s / b1->tok_s,
                 c->tok_s >= 8 * b1->tok_s ? "met" : "NOT MET");
-
 }
 
-/* bw[0], bw[1]: 1 GiB and 64 MiB, best of both passes; bw[2..5]: each pass (before, after). */
-static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_level lvl, const double *bw,
+static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_level lvl, const bw_set *bw,
                           const case_result *res, int n_res)
 {
-    double bw1g = bw[0], bw64m = bw[1];
+    double bw1g = bw->b1g, bw64m = bw->b64m;
     fprintf(out, "\ncpu_decode: libinfer %s, %d threads (%s), %d-token prompts, %d new tokens, fp32 weights\n",
             infer_version(), threads, o->caller_mode ? "caller-driven" : "engine thread", o->prompt_tokens,
             o->new_tokens);
-    if (n_res == 0) {
-        fprintf(out, "read bandwidth (%s, %d threads): 1 GiB %.2f GB/s, 64 MiB %.2f GB/s\n", simd_name(lvl),
-                threads, bw1g / 1e9, bw64m / 1e9);
-    } else {
-        fprintf(out, "read bandwidth (%s, %d threads), best of before / after the decode runs:\n"
-                     "  1 GiB %.2f GB/s (%.2f / %.2f), 64 MiB %.2f GB/s (%.2f / %.2f)\n\n", simd_name(lvl), threads,
-                bw1g / 1e9, bw[2] / 1e9, bw[4] / 1e9, bw64m / 1e9, bw[3] / 1e9, bw[5] / 1e9);
+    fprintf(out, "read bandwidth (%s, %d threads): 1 GiB %.2f GB/s, 64 MiB %.2f GB/s%s\n", simd_name(lvl),
+            threads, bw1g / 1e9, bw64m / 1e9, bw->n > 1 ? ", the best of these passes:" : "");
+    for (int i = 0; i < bw->n && bw->n > 1; i++)
+        fprintf(out, "  %-8s 1 GiB %6.2f GB/s, 64 MiB %6.2f GB/s, others %.2f cores\n",
+                i == 0 ? "before" : i == bw->n - 1 ? "after" : "between", bw->pass[i].b1g / 1e9,
+                bw->pass[i].b64m / 1e9, bw->pass[i].others);
+    if (n_res > 0) {
+        fputc('\n', out);
         print_table(out, res, n_res, bw1g, bw64m);
     }
     fprintf(js, "{\"bench\":\"cpu_decode\",\"case\":\"bandwidth\",\"threads\":%d,\"simd\":\"%s\","
-                "\"bw_1GiB_Bps\":%.6g,\"bw_64MiB_Bps\":%.6g,\"bw_1GiB_before_Bps\":%.6g,"
-                "\"bw_64MiB_before_Bps\":%.6g,\"bw_1GiB_after_Bps\":%.6g,\"bw_64MiB_after_Bps\":%.6g}\n",
-            threads, simd_name(lvl), bw1g, bw64m, bw[2], bw[3], bw[4], bw[5]);
+                "\"bw_1GiB_Bps\":%.6g,\"bw_64MiB_Bps\":%.6g,\"passes\":[", threads, simd_name(lvl), bw1g, bw64m);
+    for (int i = 0; i < bw->n; i++)
+        fprintf(js, "%s{\"bw_1GiB_Bps\":%.6g,\"bw_64MiB_Bps\":%.6g,\"other_cores\":%.3g}", i ? "," : "",
+                bw->pass[i].b1g, bw->pass[i].b64m, bw->pass[i].others);
+    fprintf(js, "]}\n");
     for (int i = 0; i < n_res; i++) {
         const case_result *r = &res[i];
         const case_result *one = find_case(res, n_res, &r->sh, 1);
@@ -800,7 +656,7 @@ static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_
                 r->sh.key, r->n_seqs, r->sh.name, r->sh.dim, r->sh.hidden, r->sh.n_layers, r->sh.n_heads,
                 r->sh.n_kv_heads, r->sh.vocab, r->sh.seq_len, threads, r->n_seqs, r->prompt_tokens,
                 r->new_tokens, r->decode_tokens, r->window_s, r->ttft_s, r->tok_s, 1e3 / r->steps_s,
-                (unsigned long long)weight_bytes(&r->sh), (unsigned long long)kv_bytes_per_token(&r->sh),
+                (unsigned long long)bench_weight_bytes(&r->sh), (unsigned long long)bench_kv_bytes_per_token(&r->sh),
                 r->mean_ctx, r->bytes_per_step, r->achieved, 100 * r->achieved / bw1g,
                 100 * r->achieved / bw64m, one && one->tok_s > 0 ? r->tok_s / one->tok_s : 0,
                 (long long)r->steps, (long long)r->preempted, r->others);
@@ -926,32 +782,17 @@ static int parse_args(int argc, char **argv, opts *o)
     return 0;
 }
 
-/* The tokenizer to use: --tokenizer, else the shared Llama-2 one; NULL if none is found. */
-static const char *find_tokenizer(const opts *o, char *buf, size_t cap)
-{
-    if (o->tokenizer) return o->tokenizer;
-    const char *env = getenv("INFER_SHARED");
-    const char *roots[3] = { env && *env ? env : NULL, "../shared", "shared" };
-    for (int i = 0; i < 3; i++) {
-        if (!roots[i]) continue;
-        snprintf(buf, cap, "%s/models/tokenizer.bin", roots[i]);
-        if (file_exists(buf)) return buf;
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     opts o;
     if (parse_args(argc, argv, &o)) return 2;
-    if (o.tokenizer && !file_exists(o.tokenizer)) {
+    if (o.tokenizer && !bench_file_exists(o.tokenizer)) {
         fprintf(stderr, PROG ": --tokenizer '%s' is not a readable file\n", o.tokenizer);
         return 2;
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
     simd_level lvl = simd_detect();
-    int bw_reps_1g = o.quick ? 4 : 20, bw_reps_64m = o.quick ? 20 : 200;
 
     FILE *js = stdout;
     if (o.json_path && strcmp(o.json_path, "-") != 0) {
@@ -962,15 +803,11 @@ int main(int argc, char **argv)
         }
     }
 
-    fprintf(stderr, "measuring read bandwidth (%d threads, %s)...\n", threads, simd_name(lvl));
-    double bw[6] = { 0 };
-    bw[2] = measure_bw((size_t)1 << 30, threads, bw_reps_1g, lvl);
-    bw[3] = measure_bw((size_t)64 << 20, threads, bw_reps_64m, lvl);
-    fprintf(stderr, "  1 GiB %.2f GB/s, 64 MiB %.2f GB/s\n", bw[2] / 1e9, bw[3] / 1e9);
+    bw_set bw;
+    memset(&bw, 0, sizeof bw);
+    if (bw_measure_pass(&bw, threads, o.quick, lvl)) return 1;
     if (o.bw_only) {
-        bw[0] = bw[2];
-        bw[1] = bw[3];
-        print_results(stdout, js, &o, threads, lvl, bw, NULL, 0);
+        print_results(stdout, js, &o, threads, lvl, &bw, NULL, 0);
         if (js != stdout) fclose(js);
         return 0;
     }
@@ -986,12 +823,12 @@ int main(int argc, char **argv)
         return 1;
     }
     char tokbuf[4096], tok_gen[4096];
-    const char *tok_path = find_tokenizer(&o, tokbuf, sizeof tokbuf);
+    const char *tok_path = o.tokenizer ? o.tokenizer : bench_shared_file("models/tokenizer.bin", tokbuf, sizeof tokbuf);
     const char *tok_written = NULL;
     if (!tok_path) {
         snprintf(tok_gen, sizeof tok_gen, "%s/tokenizer.bin", dir);
         fprintf(stderr, "no Llama-2 tokenizer.bin found (../shared/models, $INFER_SHARED): writing a synthetic one\n");
-        if (write_tokenizer(tok_gen, 32000)) {
+        if (bench_write_tokenizer(tok_gen, 32000)) {
             cleanup_dir(dir, tok_gen);
             return 1;
         }
@@ -1000,23 +837,19 @@ int main(int argc, char **argv)
     fprintf(stderr, "tokenizer: %s\n", tok_path);
 
     case_result res[N_SHAPES * MAX_SEQ_CASES];
-    int n_res = 0, failed = 0;
-    for (int k = 0; k < N_SHAPES && !failed; k++)
-        if (o.shape_on[k] && run_shape(&o, &k_shapes[k], dir, tok_path, res, &n_res)) failed = 1;
+    int n_res = 0, failed = 0, n_run = 0;
+    for (int k = 0; k < N_SHAPES && !failed; k++) {
+        if (!o.shape_on[k]) continue;
+        /* Between models too: on a shared machine, more chances of a quiet moment. */
+        if (n_run++ > 0 && bw_measure_pass(&bw, threads, o.quick, lvl)) failed = 1;
+        if (!failed && run_shape(&o, &k_shapes[k], dir, tok_path, res, &n_res)) failed = 1;
+    }
     cleanup_dir(dir, tok_written);
-    if (failed) {
+    if (failed || bw_measure_pass(&bw, threads, o.quick, lvl)) {
         if (js != stdout) fclose(js);
         return 1;
     }
-
-    fprintf(stderr, "measuring read bandwidth again...\n");
-    bw[4] = measure_bw((size_t)1 << 30, threads, bw_reps_1g, lvl);
-    bw[5] = measure_bw((size_t)64 << 20, threads, bw_reps_64m, lvl);
-    fprintf(stderr, "  1 GiB %.2f GB/s, 64 MiB %.2f GB/s\n", bw[4] / 1e9, bw[5] / 1e9);
-    bw[0] = bw[2] > bw[4] ? bw[2] : bw[4];
-    bw[1] = bw[3] > bw[5] ? bw[3] : bw[5];
-
-    print_results(stdout, js, &o, threads, lvl, bw, res, n_res);
+    print_results(stdout, js, &o, threads, lvl, &bw, res, n_res);
     if (js != stdout && fclose(js) != 0) {
         fprintf(stderr, PROG ": writing '%s' failed\n", o.json_path);
         return 1;

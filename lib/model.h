@@ -99,7 +99,7 @@ typedef struct infer_model {
     bert_weights bw;
     mapped_file map;
     tokenizer *tok;
-    int32_t end_tokens[4];   /* generating one ends the sequence (unless ignore_eos) */
+    int32_t end_tokens[TOK_MAX_END]; /* generating one ends the sequence (unless ignore_eos) */
     int n_end;
     kv_pool kv;
     llama_work work;

@@ -11,8 +11,9 @@
 **     U+0100.. in order), so "Ġ" is a space and every word is valid UTF-8;
 **  3. with ignore_merges (Llama 3), a word that is itself a token is emitted whole;
 **  4. otherwise adjacent symbols merge, lowest merge rank first (leftmost on ties), where
-**     the rank of ("a","b") is the index of "a b" in tokenizer.ggml.merges; the merge loop
-**     is the shared tok_merge_spans, with merge ranks found by hashing "a b" in place;
+**     the rank of ("a","b") is the index of "a b" in tokenizer.ggml.merges, found by hashing
+**     "a b" in place; the merge loop (tok_merge_spans, below) is llama.cpp's, over a
+**     priority queue of adjacent pairs, and tok_spm.c reuses it with scores for ranks;
 **  5. each final symbol is looked up; one that is not a token goes character by character.
 ** Decoding maps the symbols back to bytes, so decode(encode(s)) == s for any bytes at all.
 */
@@ -21,6 +22,109 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------------- merge loop */
+/* Shared with tok_spm.c (the GGUF "llama" variant): symbols are spans of one buffer, the
+** queue holds candidate adjacent pairs keyed by the caller's pair function. */
+
+void tok_work_free(tok_work *w)
+{
+    free(w->sym);
+    free(w->heap);
+    free(w->buf);
+    free(w->spans);
+    memset(w, 0, sizeof *w);
+}
+
+static infer_status grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return INFER_OK;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return infer_err(INFER_ENOMEM, "out of memory encoding text (%zu-element buffer)", c);
+    *p = q;
+    *cap = c;
+    return INFER_OK;
+}
+
+infer_status tok_work_buf(tok_work *w, size_t n) { return grow((void **)&w->buf, &w->buf_cap, n, 1); }
+
+/* ---------------------------------------------------------------------- merge engine */
+
+static int cand_before(const tok_cand *a, const tok_cand *b)
+{
+    if (a->key != b->key) return a->key < b->key;
+    return a->left < b->left;
+}
+
+static infer_status push_pair(const tokenizer *t, tok_work *w, const char *s, tok_pair_fn pair, int32_t l,
+                              int32_t r)
+{
+    if (l < 0 || r < 0) return INFER_OK;
+    const tok_sym *a = &w->sym[l], *b = &w->sym[r];
+    double key;
+    if (!pair(t, s + a->off, a->len, b->len, &key)) return INFER_OK;
+    infer_status st = grow((void **)&w->heap, &w->heap_cap, w->heap_n + 1, sizeof *w->heap);
+    if (st) return st;
+    tok_cand c = {key, l, r, a->len + b->len};
+    size_t i = w->heap_n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!cand_before(&c, &w->heap[parent])) break;
+        w->heap[i] = w->heap[parent];
+        i = parent;
+    }
+    w->heap[i] = c;
+    return INFER_OK;
+}
+
+static tok_cand pop_pair(tok_work *w)
+{
+    tok_cand top = w->heap[0], last = w->heap[--w->heap_n];
+    size_t i = 0, n = w->heap_n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_before(&w->heap[c + 1], &w->heap[c])) c++;
+        if (!cand_before(&w->heap[c], &last)) break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (n > 0) w->heap[i] = last;
+    return top;
+}
+
+infer_status tok_merge_spans(const tokenizer *t, tok_work *w, const char *s, size_t n, tok_pair_fn pair)
+{
+    infer_status st = grow((void **)&w->sym, &w->sym_cap, n ? n : 1, sizeof *w->sym);
+    if (st) return st;
+    int32_t m = 0;
+    for (size_t i = 0; i < n; m++) {
+        size_t l = INFER_MIN(tok_utf8_len((unsigned char)s[i]), n - i);
+        w->sym[m] = (tok_sym){(uint32_t)i, (uint32_t)l, m - 1, -1};
+        if (m > 0) w->sym[m - 1].next = m;
+        i += l;
+    }
+    w->heap_n = 0;
+    for (int32_t i = 1; i < m && !st; i++) st = push_pair(t, w, s, pair, i - 1, i);
+    while (!st && w->heap_n > 0) {
+        tok_cand c = pop_pair(w);
+        tok_sym *a = &w->sym[c.left], *b = &w->sym[c.right];
+        /* Stale when either side was merged away or has grown since it was queued: a span's
+        ** start never moves and it only grows to the right, so the size tells. */
+        if (a->len == 0 || b->len == 0 || a->len + b->len != c.size) continue;
+        a->len += b->len;
+        b->len = 0;
+        a->next = b->next;
+        if (b->next >= 0) w->sym[b->next].prev = c.left;
+        st = push_pair(t, w, s, pair, a->prev, c.left);
+        if (!st) st = push_pair(t, w, s, pair, c.left, a->next);
+    }
+    return st;
+}
+
+/* ---------------------------------------------------------------------- setup */
 
 #define KEY_MERGES "tokenizer.ggml.merges"
 #define KEY_PRE "tokenizer.ggml.pre"

@@ -7,9 +7,8 @@
 ** What it matches: llama.cpp src/llama-vocab.cpp — llama_vocab::impl::load (keys, defaults,
 ** the end-of-generation token set), tokenizer_st_partition (special tokens split out before
 ** BPE: user-defined ones always, control/unknown ones only when parsing specials), tokenize
-** (SentencePiece's dummy-prefix space at the start and after each special token) and the
-** merge loop of llm_tokenizer_{spm,bpe}_session, implemented once here (tok_merge_spans) over
-** a priority queue of adjacent pairs. Two deliberate differences: specials are matched
+** (SentencePiece's dummy-prefix space at the start and after each special token); the merge
+** loop both BPE families share is tok_merge_spans in tok_bpe.c. Two deliberate differences: specials are matched
 ** leftmost-longest in one scan (llama.cpp matches each special, longest first, over the
 ** whole text — the two differ only for overlapping specials), and every GGUF field is
 ** validated (llama.cpp warns about and ignores e.g. an out-of-range BOS id).
@@ -52,103 +51,6 @@ infer_status tok_ids_push(tok_ids *o, int32_t id)
     }
     o->v[o->n++] = id;
     return INFER_OK;
-}
-
-void tok_work_free(tok_work *w)
-{
-    free(w->sym);
-    free(w->heap);
-    free(w->buf);
-    free(w->spans);
-    memset(w, 0, sizeof *w);
-}
-
-static infer_status grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return INFER_OK;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return infer_err(INFER_ENOMEM, "out of memory encoding text (%zu-element buffer)", c);
-    *p = q;
-    *cap = c;
-    return INFER_OK;
-}
-
-infer_status tok_work_buf(tok_work *w, size_t n) { return grow((void **)&w->buf, &w->buf_cap, n, 1); }
-
-/* ---------------------------------------------------------------------- merge engine */
-
-static int cand_before(const tok_cand *a, const tok_cand *b)
-{
-    if (a->key != b->key) return a->key < b->key;
-    return a->left < b->left;
-}
-
-static infer_status push_pair(const tokenizer *t, tok_work *w, const char *s, tok_pair_fn pair, int32_t l,
-                              int32_t r)
-{
-    if (l < 0 || r < 0) return INFER_OK;
-    const tok_sym *a = &w->sym[l], *b = &w->sym[r];
-    double key;
-    if (!pair(t, s + a->off, a->len, b->len, &key)) return INFER_OK;
-    infer_status st = grow((void **)&w->heap, &w->heap_cap, w->heap_n + 1, sizeof *w->heap);
-    if (st) return st;
-    tok_cand c = {key, l, r, a->len + b->len};
-    size_t i = w->heap_n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &w->heap[parent])) break;
-        w->heap[i] = w->heap[parent];
-        i = parent;
-    }
-    w->heap[i] = c;
-    return INFER_OK;
-}
-
-static tok_cand pop_pair(tok_work *w)
-{
-    tok_cand top = w->heap[0], last = w->heap[--w->heap_n];
-    size_t i = 0, n = w->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && cand_before(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!cand_before(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n > 0) w->heap[i] = last;
-    return top;
-}
-
-infer_status tok_merge_spans(const tokenizer *t, tok_work *w, const char *s, size_t n, tok_pair_fn pair)
-{
-    infer_status st = grow((void **)&w->sym, &w->sym_cap, n ? n : 1, sizeof *w->sym);
-    if (st) return st;
-    int32_t m = 0;
-    for (size_t i = 0; i < n; m++) {
-        size_t l = INFER_MIN(tok_utf8_len((unsigned char)s[i]), n - i);
-        w->sym[m] = (tok_sym){(uint32_t)i, (uint32_t)l, m - 1, -1};
-        if (m > 0) w->sym[m - 1].next = m;
-        i += l;
-    }
-    w->heap_n = 0;
-    for (int32_t i = 1; i < m && !st; i++) st = push_pair(t, w, s, pair, i - 1, i);
-    while (!st && w->heap_n > 0) {
-        tok_cand c = pop_pair(w);
-        tok_sym *a = &w->sym[c.left], *b = &w->sym[c.right];
-        /* Stale when either side was merged away or has grown since it was queued: a span's
-        ** start never moves and it only grows to the right, so the size tells. */
-        if (a->len == 0 || b->len == 0 || a->len + b->len != c.size) continue;
-        a->len += b->len;
-        b->len = 0;
-        a->next = b->next;
-        if (b->next >= 0) w->sym[b->next].prev = c.left;
-        st = push_pair(t, w, s, pair, a->prev, c.left);
-        if (!st) st = push_pair(t, w, s, pair, c.left, a->next);
-    }
-    return st;
 }
 
 /* ---------------------------------------------------------------------- vocab */
@@ -318,8 +220,9 @@ tok_family tok_get_family(const tokenizer *t) { return t ? t->family : TOK_FAMIL
 int32_t tok_n_vocab(const tokenizer *t) { return t ? t->n_vocab : 0; }
 int32_t tok_bos(const tokenizer *t) { return t ? t->special[TOK_SPECIAL_BOS] : -1; }
 int32_t tok_eos(const tokenizer *t) { return t ? t->special[TOK_SPECIAL_EOS] : -1; }
-int tok_default_add_bos(const tokenizer *t) { return t ? t->add_bos : 0; }
-int tok_default_add_eos(const tokenizer *t) { return t ? t->add_eos : 0; }
+/* A flag asking for a token the vocab lacks is ignored rather than failing every prompt. */
+int tok_default_add_bos(const tokenizer *t) { return t && t->add_bos && t->special[TOK_SPECIAL_BOS] >= 0; }
+int tok_default_add_eos(const tokenizer *t) { return t && t->add_eos && t->special[TOK_SPECIAL_EOS] >= 0; }
 
 int32_t tok_special_id(const tokenizer *t, tok_special which)
 {
@@ -370,8 +273,7 @@ static infer_status parallel_arr(const gguf_file *g, const char *path, const cha
     if (st) return st;
     uint32_t et = (*out)->arr_type;
     int is_float = et == GGUF_TYPE_FLOAT32 || et == GGUF_TYPE_FLOAT64;
-    int is_int = et <= GGUF_TYPE_INT32 && et != GGUF_TYPE_FLOAT32 && et != GGUF_TYPE_BOOL;
-    is_int = is_int || et == GGUF_TYPE_UINT64 || et == GGUF_TYPE_INT64;
+    int is_int = et <= GGUF_TYPE_INT32 || et == GGUF_TYPE_UINT64 || et == GGUF_TYPE_INT64;
     if (want_float ? !is_float : !is_int)
         return infer_err(INFER_EFORMAT, "'%s': %s is an array of %s, expected %s", path, key, gguf_type_name(et),
                          want_float ? "float32" : "integers");
@@ -438,6 +340,8 @@ static infer_status load_specials(tokenizer *t, const gguf_file *g, const char *
         if (!gguf_find_kv(g, SPECIAL_KEYS[k].key)) continue;
         uint32_t id;
         if ((st = gguf_get_u32(g, SPECIAL_KEYS[k].key, &id))) return st;
+        /* llama.cpp writes UINT32_MAX (-1 as int32) for "no such token" */
+        if (id == UINT32_MAX) continue;
         if (id >= (uint32_t)t->n_vocab)
             return infer_err(INFER_EFORMAT, "'%s': %s = %u is out of range (vocab of %d tokens)", path,
                              SPECIAL_KEYS[k].key, id, t->n_vocab);

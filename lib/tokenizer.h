@@ -10,7 +10,8 @@
 **   wordpiece  GGUF "bert" or a vocab list (Hugging Face vocab.txt / tokenizer.json):
 **              BERT BasicTokenizer + greedy longest-match WordPiece (tok_wordpiece.c)
 ** The front (tokenizer.c) holds what they share: the vocab hash, special-token matching,
-** BOS/EOS/EOT rules, GGUF loading, dispatch and streaming decode. The GGUF behaviour follows
+** BOS/EOS/EOT rules, GGUF loading, dispatch and streaming decode; the merge loop shared by
+** the two BPE families lives in tok_bpe.c. The GGUF behaviour follows
 ** llama.cpp's llama-vocab.cpp (which the test vectors in ../shared/tokenizer come from).
 **
 ** A tokenizer is immutable after loading, so every function here may run on any thread
@@ -108,13 +109,15 @@ int32_t tok_lookup(const tokenizer *t, const char *s, size_t n);
 
 /* Whether the model wants BOS (EOS) added to a prompt: tokenizer.ggml.add_bos_token
 ** (add_eos_token) when stored, else the family's default (llama2c/spm: BOS; bert: [CLS] and
-** [SEP]; gpt2: BOS only for the Llama-3 pre-tokenizer, as llama.cpp does). */
+** [SEP]; gpt2: BOS only for the Llama-3 pre-tokenizer, as llama.cpp does). 0 when the vocab
+** has no such token, whatever the flag says. */
 int tok_default_add_bos(const tokenizer *t);
 int tok_default_add_eos(const tokenizer *t);
 
 /* The tokens that end generation: EOS, EOT, EOM and the control tokens <|eot_id|>,
 ** <|im_end|>, <|end|>, <end_of_turn>, <|endoftext|>, <|eom_id|>, <EOT>, <|end_of_text|>
-** when present (llama.cpp's end-of-generation set). For llama2.c: BOS, its story separator.
+** when present (llama.cpp's end-of-generation set). For llama2.c: BOS (its story
+** separator, where run.c stops) and EOS.
 ** Sorted, no duplicates; *n may be 0. The array lives as long as the tokenizer. */
 const int32_t *tok_end_tokens(const tokenizer *t, int *n);
 

@@ -211,7 +211,9 @@ static void copy_kv(gguf_writer *w, const gguf_file *g)
 }
 
 /* Write stories260K.gguf with every 2-D weight whose rows fit the type's blocks in `type`
-** (the rest stay F32, as llama.cpp's quantizer falls back for such rows). */
+** (the rest stay F32, as llama.cpp's quantizer falls back for such rows). As llama.cpp's
+** quantizer does, the output matrix (here the tied token embedding) of a 4-bit file is kept
+** at higher precision: Q6_K, or Q8_0 when its rows are not whole 256-blocks. */
 static const char *requantize(dtype type)
 {
     mapped_file f;
@@ -227,7 +229,10 @@ static const char *requantize(dtype type)
         char name[128];
         snprintf(name, sizeof name, "%.*s", (int)t->name.n, t->name.p);
         assert_int_equal(t->type, DT_F32);
-        dtype out = (t->n_dims == 2 && t->ne[0] % dtype_block_elems(type) == 0) ? type : DT_F32;
+        dtype want = type;
+        if ((type == DT_Q4_0 || type == DT_Q4_1) && !strcmp(name, "token_embd.weight"))
+            want = t->ne[0] % 256 == 0 ? DT_Q6_K : DT_Q8_0;
+        dtype out = (t->n_dims == 2 && t->ne[0] % dtype_block_elems(want) == 0) ? want : DT_F32;
         size_t rb = dtype_row_bytes(out, t->ne[0]);
         size_t rows = (size_t)(t->n_elems / t->ne[0]);
         bufs[i] = malloc(rb * rows);

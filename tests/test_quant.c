@@ -312,8 +312,10 @@ static void test_q4k_scales(void **state)
     (void)state;
     for (int t = 0; t < 20000; t++) {
         uint8_t p[12], sm[16];
+        uint32_t sw[4];
         for (int i = 0; i < 12; i++) p[i] = (uint8_t)rnd_u32();
-        q4k_unpack_scales(p, sm);
+        q4k_unpack_scales(p, sw);
+        memcpy(sm, sw, sizeof sm);
         for (int j = 0; j < 8; j++) {
             uint8_t sc, mn;
             q4k_scale_min(j, p, &sc, &mn);

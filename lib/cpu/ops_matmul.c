@@ -88,50 +88,63 @@ static void mm_rows_scalar(float *y, const float *x, const float *w, int m, int 
 #define T512 __attribute__((target("avx512f,avx512bw,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
+#ifndef MM_ACC
+#define MM_ACC 2
+#endif
+#ifndef MM_R512
+#define MM_R512 8
+#endif
+
 INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[MM_R512][MM_ACC];
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int c = 0; c < MM_ACC; c++) acc[r][c] = _mm512_setzero_ps();
 
     int j = 0;
-    for (; j + 64 <= k; j += 64) {
-        __m512 wv[4];
+    for (; j + 16 * MM_ACC <= k; j += 16 * MM_ACC) {
+        __m512 wv[MM_ACC];
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) wv[c] = _mm512_loadu_ps(w + j + 16 * c);
-#pragma GCC unroll 4
+        for (int c = 0; c < MM_ACC; c++) wv[c] = _mm512_loadu_ps(w + j + 16 * c);
+#pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
             const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(xr + 16 * c), acc[r][c]);
+            for (int c = 0; c < MM_ACC; c++) acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(xr + 16 * c), acc[r][c]);
         }
     }
     for (; j < k; j += 16) {
         const __mmask16 mask = k - j >= 16 ? 0xffff : (__mmask16)((1u << (k - j)) - 1);
         __m512 wv = _mm512_maskz_loadu_ps(mask, w + j);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int r = 0; r < R; r++)
             acc[r][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j), acc[r][0]);
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
-        __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+        __m512 s = acc[r][0];
+#pragma GCC unroll 4
+        for (int c = 1; c < MM_ACC; c++) s = _mm512_add_ps(s, acc[r][c]);
         y[(size_t)r * ldy] = _mm512_reduce_add_ps(s);
     }
 }
 
-/* W rows [n0, n1) against all m rows of x, in groups of 4: the first group streams the row
-** from memory, later groups find it in L1 (a row is at most 16 KiB for k = 4096). */
 static T512 void mm_rows_avx512(float *y, const float *x, const float *w, int m, int n, int k,
                                 int n0, int n1)
 {
     for (int i = n0; i < n1; i++) {
         const float *wi = w + (size_t)i * k;
         int r = 0;
-        for (; r + 4 <= m; r += 4) mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 4);
+        for (; r + MM_R512 <= m; r += MM_R512) mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R512);
         switch (m - r) {
+#if MM_R512 > 7
+        case 7: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 7); break;
+        case 6: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 6); break;
+        case 5: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 5); break;
+        case 4: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 4); break;
+#endif
         case 3: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 3); break;
         case 2: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2); break;
         case 1: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1); break;

@@ -111,18 +111,18 @@ void quant_rows_q6_k_avx512(const qjob *jb, int i0, int i1, int r0, int r1);
 void quant_act_avx512(qact *a, const float *x, int r0, int r1);
 #endif
 
-/* Q4_K's 12 packed bytes as 8 scales (bytes 0..7 of sm) and 8 mins (bytes 8..15): the
-** q4k_scale_min layout undone for all 8 sub-blocks at once with word-wide masks, as
-** llama.cpp's vec_dot_q4_K does with its utmp[] trick. */
-static inline void q4k_unpack_scales(const uint8_t *packed, uint8_t sm[16])
+/* Q4_K's 12 packed bytes as 8 scales (the bytes of o[0], o[1]) and 8 mins (o[2], o[3]), little
+** endian: the q4k_scale_min layout undone for all 8 sub-blocks at once with word-wide masks, as
+** llama.cpp's vec_dot_q4_K does with its utmp[] trick. Words, not bytes, so SIMD callers can
+** build a vector from registers (a vector load of four just-stored words would stall). */
+static inline void q4k_unpack_scales(const uint8_t *packed, uint32_t o[4])
 {
-    uint32_t u[3], o[4];
+    uint32_t u[3];
     __builtin_memcpy(u, packed, 12);
-    o[0] = u[0] & 0x3F3F3F3Fu;                                        /* scales 0..3 */
-    o[1] = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;   /* scales 4..7 */
-    o[2] = u[1] & 0x3F3F3F3Fu;                                        /* mins 0..3 */
-    o[3] = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;   /* mins 4..7 */
-    __builtin_memcpy(sm, o, 16);
+    o[0] = u[0] & 0x3F3F3F3Fu;                                                /* scales 0..3 */
+    o[1] = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 6) & 0x03030303u) << 4;           /* scales 4..7 */
+    o[2] = u[1] & 0x3F3F3F3Fu;                                                /* mins 0..3 */
+    o[3] = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 6) & 0x03030303u) << 4;    /* mins 4..7 */
 }
 
 #endif

@@ -89,6 +89,7 @@ void T2 quant_act_avx2(qact *a, const float *x, int r0, int r1)
             const __m256 idv = _mm256_set1_ps(id);
             for (int j = 0; j < blk; j += 32) {
                 __m256i v[4];
+#pragma GCC unroll 4
                 for (int c = 0; c < 4; c++)
                     v[c] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + j + 8 * c), idv));
                 bs[j / 16] = (int16_t)hsum_epi32(_mm256_add_epi32(v[0], v[1]));
@@ -119,18 +120,24 @@ INLINE T2 void half_row(const qjob *jb, int i, int r0, int R, int bf)
     const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
     const float *x = jb->x + (size_t)r0 * k;
     __m256 acc[2][4];
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
     int j = 0;
     for (; j + 32 <= k; j += 32) {
         __m256 wv[4];
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) wv[c] = ld_half8(w + 2 * (j + 8 * c), bf);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
                 acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(x + (size_t)r * k + j + 8 * c), acc[r][c]);
     }
     for (; j + 8 <= k; j += 8) {
         __m256 wv = ld_half8(w + 2 * j, bf);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + j), acc[r][0]);
     }
@@ -138,12 +145,14 @@ INLINE T2 void half_row(const qjob *jb, int i, int r0, int R, int bf)
         uint8_t wt[16] = {0};
         memcpy(wt, w + 2 * j, (size_t)(k - j) * 2);
         __m256 wv = ld_half8(wt, bf);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             float xt[8] = {0};
             memcpy(xt, x + (size_t)r * k + j, (size_t)(k - j) * sizeof(float));
             acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xt), acc[r][0]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         jb->y[(size_t)(r0 + r) * jb->ldy + i] =
             hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
@@ -155,31 +164,24 @@ INLINE T2 void bf16_row(const qjob *jb, int i, int r0, int R) { half_row(jb, i, 
 void T2 quant_rows_f16_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(f16_row); }
 void T2 quant_rows_bf16_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(bf16_row); }
 
-/* ---- Q8_0: |w| * (x * sign(w)) ---- */
+/* ---- blocks of 32: Q8_0, Q4_0, Q4_1 ----
+** Four blocks per step, each into its own accumulator (a single one would serialise on the
+** FMA latency); their four f16 scales are converted with one vcvtph2ps and multiplied by the
+** activation scales at once, then broadcast from a small array. Blocks past the last multiple
+** of 4 go into accumulator 0. Q4_0's -8 offset and Q4_1's min are summed separately from
+** s = dx sum(q): sum_j (dw (q_j - 8)) x_j = dw dx isum - 8 dw s. */
 
-INLINE T2 void q8_0_row(const qjob *jb, int i, int r0, int R)
+/* 4 f16 fields found at p, p + stride, ... as floats */
+INLINE T2 __m128 ld_f16x4(const uint8_t *p, size_t stride)
 {
-    const int k = jb->k, nb = k / QK_32;
-    const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
-    const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
-    const float *xd = jb->xa->d + (size_t)r0 * nb;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < nb; b++, w += sizeof(blk_q8_0)) {
-        const __m256i qw = _mm256_loadu_si256((const __m256i *)(const void *)(w + 2));
-        const __m256i aw = _mm256_abs_epi8(qw);
-        const float dw = ld_f16(w);
-        for (int r = 0; r < R; r++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)r * k + QK_32 * b));
-            __m256i p = dot_u8s8(aw, _mm256_sign_epi8(xv, qw));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) jb->y[(size_t)(r0 + r) * jb->ldy + i] = hsum_ps(acc[r]);
+    uint16_t h[4];
+    memcpy(&h[0], p, 2);
+    memcpy(&h[1], p + stride, 2);
+    memcpy(&h[2], p + 2 * stride, 2);
+    memcpy(&h[3], p + 3 * stride, 2);
+    uint64_t v = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
-
-void T2 quant_rows_q8_0_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(q8_0_row); }
-
-/* ---- Q4_0 / Q4_1: nibbles as unsigned bytes; the offset (-8) or min through s = dx sum(q) ---- */
 
 /* 16 bytes of nibbles -> 32 bytes: low nibbles (weights 0..15), then high (16..31) */
 INLINE T2 __m256i nibbles32(const uint8_t *p)
@@ -189,32 +191,86 @@ INLINE T2 __m256i nibbles32(const uint8_t *p)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-INLINE T2 void q4_row(const qjob *jb, int i, int r0, int R, int has_min)
+INLINE T2 __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* type: 0 = Q8_0 (|w| * (x * sign(w))), 1 = Q4_0, 2 = Q4_1 */
+INLINE T2 void b32_row(const qjob *jb, int i, int r0, int R, int type)
 {
     const int k = jb->k, nb = k / QK_32;
-    const size_t bb = has_min ? sizeof(blk_q4_1) : sizeof(blk_q4_0);
+    const size_t bb = type == 0 ? sizeof(blk_q8_0) : type == 1 ? sizeof(blk_q4_0) : sizeof(blk_q4_1);
     const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
     const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
-    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = jb->xa->s + (size_t)r0 * nb;
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float corr[2] = {0, 0};
-    for (int b = 0; b < nb; b++, w += bb) {
-        const __m256i q = nibbles32(w + (has_min ? 4 : 2));
-        const float dw = ld_f16(w), c = has_min ? ld_f16(w + 2) : dw;
+    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = type ? jb->xa->s + (size_t)r0 * nb : NULL;
+    __m256 acc[2][4];
+    __m128 corr[2];
+    float corr1[2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+        corr[r] = _mm_setzero_ps();
+        corr1[r] = 0;
+    }
+    int b = 0;
+    for (; b + 4 <= nb; b += 4, w += 4 * bb) {
+        const __m128 dw4 = ld_f16x4(w, bb);
+        const __m128 c4 = type == 2 ? ld_f16x4(w + 2, bb) : dw4;
+        __m256i q[4], sg[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            if (type == 0) {
+                sg[c] = ld256(w + c * bb + 2);
+                q[c] = _mm256_abs_epi8(sg[c]);
+            } else {
+                q[c] = nibbles32(w + c * bb + (type == 2 ? 4 : 2));
+            }
+        }
+#pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(xq + (size_t)r * k + QK_32 * b));
-            __m256i p = dot_u8s8(q, xv);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r]);
-            corr[r] += c * xs[(size_t)r * nb + b];
+            float sc[4];
+            _mm_storeu_ps(sc, _mm_mul_ps(dw4, _mm_loadu_ps(xd + (size_t)r * nb + b)));
+            if (type) corr[r] = _mm_fmadd_ps(c4, _mm_loadu_ps(xs + (size_t)r * nb + b), corr[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m256i xv = ld256(xq + (size_t)r * k + QK_32 * (b + c));
+                if (type == 0) xv = _mm256_sign_epi8(xv, sg[c]);
+                __m256i p = dot_u8s8(q[c], xv);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[c]), acc[r][c]);
+            }
         }
     }
-    for (int r = 0; r < R; r++)
-        jb->y[(size_t)(r0 + r) * jb->ldy + i] = has_min ? hsum_ps(acc[r]) + corr[r] : hsum_ps(acc[r]) - 8 * corr[r];
+    for (; b < nb; b++, w += bb) {
+        float dw = ld_f16(w), c1 = type == 2 ? ld_f16(w + 2) : dw;
+        __m256i q, sg = _mm256_setzero_si256();
+        if (type == 0) {
+            sg = ld256(w + 2);
+            q = _mm256_abs_epi8(sg);
+        } else {
+            q = nibbles32(w + (type == 2 ? 4 : 2));
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m256i xv = ld256(xq + (size_t)r * k + QK_32 * b);
+            if (type == 0) xv = _mm256_sign_epi8(xv, sg);
+            __m256i p = dot_u8s8(q, xv);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r][0]);
+            if (type) corr1[r] += c1 * xs[(size_t)r * nb + b];
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        float main = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+        __m128 cs = _mm_add_ps(corr[r], _mm_movehl_ps(corr[r], corr[r]));
+        float co = _mm_cvtss_f32(_mm_add_ss(cs, _mm_movehdup_ps(cs))) + corr1[r];
+        jb->y[(size_t)(r0 + r) * jb->ldy + i] = type == 0 ? main : type == 1 ? main - 8 * co : main + co;
+    }
 }
 
-INLINE T2 void q4_0_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 0); }
-INLINE T2 void q4_1_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 1); }
+INLINE T2 void q8_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 0); }
+INLINE T2 void q4_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 1); }
+INLINE T2 void q4_1_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 2); }
 
+void T2 quant_rows_q8_0_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(q8_0_row); }
 void T2 quant_rows_q4_0_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(q4_0_row); }
 void T2 quant_rows_q4_1_avx2(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R2(q4_1_row); }
 
@@ -239,26 +295,29 @@ INLINE T2 void q4_k_row(const qjob *jb, int i, int r0, int R)
     __m256 macc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < nb; b++, w += sizeof(blk_q4_k)) {
         const float d = ld_f16(w), dmin = ld_f16(w + 2);
-        uint8_t sm[16];
-        q4k_unpack_scales(w + 4, sm);
-        const __m128i smv = _mm_loadu_si128((const __m128i *)(const void *)sm);
+        uint32_t sw[4];
+        q4k_unpack_scales(w + 4, sw);
+        const __m128i smv = _mm_setr_epi32((int)sw[0], (int)sw[1], (int)sw[2], (int)sw[3]);
         /* scales as int16 in both 128-bit halves (for pshufb); mins duplicated per pair of
         ** bsums: [m0 m0 m1 m1 .. m7 m7] */
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(smv));
         const __m128i mn8 = _mm_srli_si128(smv, 8);
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
         __m256i isum[2];
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(xbs + (size_t)r * (k / 16) + 16 * b));
             macc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)),
                                       _mm256_set1_ps(dmin * xd[(size_t)r * nb + b]), macc[r]);
             isum[r] = _mm256_setzero_si256();
         }
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i qb = _mm256_loadu_si256((const __m256i *)(const void *)(w + 16 + 32 * c));
             const __m256i lo = _mm256_and_si256(qb, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
             const __m256i slo = _mm256_shuffle_epi8(sc16, bcast16_idx(2 * c));
             const __m256i shi = _mm256_shuffle_epi8(sc16, bcast16_idx(2 * c + 1));
+#pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const int8_t *xc = xq + (size_t)r * k + QK_K * b + 64 * c;
                 __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xc));
@@ -266,9 +325,11 @@ INLINE T2 void q4_k_row(const qjob *jb, int i, int r0, int R)
                 isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(_mm256_madd_epi16(pl, slo), _mm256_madd_epi16(ph, shi)));
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(d * xd[(size_t)r * nb + b]), acc[r]);
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) jb->y[(size_t)(r0 + r) * jb->ldy + i] = hsum_ps(acc[r]) - hsum_ps(macc[r]);
 }
 
@@ -291,6 +352,7 @@ INLINE T2 void q6_k_row(const qjob *jb, int i, int r0, int R)
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)(const void *)(w + 192));
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         __m256i isum[2];
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m256i bs = _mm256_loadu_si256((const __m256i *)(const void *)(xbs + (size_t)r * (k / 16) + 16 * b));
             isum[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5));
@@ -305,6 +367,7 @@ INLINE T2 void q6_k_row(const qjob *jb, int i, int r0, int R)
             v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
             v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
                 /* groups 8h + 2c and 8h + 2c + 1: scale bytes -> 8 + 8 int16 lanes */
                 const int g = 8 * h + 2 * c;
@@ -312,6 +375,7 @@ INLINE T2 void q6_k_row(const qjob *jb, int i, int r0, int R)
                                                   (char)(g + 1), (char)(g + 1), (char)(g + 1), (char)(g + 1),
                                                   (char)(g + 1), (char)(g + 1), (char)(g + 1), (char)(g + 1));
                 const __m256i scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
+#pragma GCC unroll 4
                 for (int r = 0; r < R; r++) {
                     const int8_t *xc = xq + (size_t)r * k + QK_K * b + 128 * h + 32 * c;
                     __m256i p = _mm256_maddubs_epi16(v[c], _mm256_loadu_si256((const __m256i *)(const void *)xc));
@@ -319,9 +383,11 @@ INLINE T2 void q6_k_row(const qjob *jb, int i, int r0, int R)
                 }
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(d * xd[(size_t)r * nb + b]), acc[r]);
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) jb->y[(size_t)(r0 + r) * jb->ldy + i] = hsum_ps(acc[r]);
 }
 

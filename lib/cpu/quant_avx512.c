@@ -96,22 +96,29 @@ INLINE T5 void half_row(const qjob *jb, int i, int r0, int R, int bf)
     const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
     const float *x = jb->x + (size_t)r0 * k;
     __m512 acc[4][4];
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
     int j = 0;
     for (; j + 64 <= k; j += 64) {
         __m512 wv[4];
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) wv[c] = ld_half16(w + 2 * (j + 16 * c), 0xFFFF, bf);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
                 acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(x + (size_t)r * k + j + 16 * c), acc[r][c]);
     }
     for (; j < k; j += 16) {
         const __mmask16 mask = k - j >= 16 ? 0xFFFF : (__mmask16)((1u << (k - j)) - 1);
         __m512 wv = ld_half16(w + 2 * j, mask, bf);
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j), acc[r][0]);
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         jb->y[(size_t)(r0 + r) * jb->ldy + i] = _mm512_reduce_add_ps(
             _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3])));
@@ -123,33 +130,27 @@ INLINE T5 void bf16_row(const qjob *jb, int i, int r0, int R) { half_row(jb, i, 
 void T5 quant_rows_f16_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(f16_row); }
 void T5 quant_rows_bf16_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(bf16_row); }
 
-/* ---- Q8_0 ---- */
+/* ---- blocks of 32: Q8_0, Q4_0, Q4_1 ----
+** Four blocks per step, each into its own accumulator (a single one would serialise on the
+** FMA latency, 4 cycles a block); their four f16 scales are converted with one vcvtph2ps and
+** multiplied by the activation scales in one go. The scales go through a small array so the
+** FMAs can take them as {1to8} broadcast operands. Blocks past the last multiple of 4 go into
+** accumulator 0. Q4_0's -8 offset and Q4_1's min are summed separately from s = dx sum(q):
+** sum_j (dw (q_j - 8)) x_j = dw dx isum - 8 dw s. */
 
-INLINE T5 void q8_0_row(const qjob *jb, int i, int r0, int R)
+/* 4 f16 fields found at p, p + stride, ... as floats */
+INLINE T5 __m128 ld_f16x4(const uint8_t *p, size_t stride)
 {
-    const int k = jb->k, nb = k / QK_32;
-    const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
-    const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
-    const float *xd = jb->xa->d + (size_t)r0 * nb;
-    __m256 acc[4];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++, w += sizeof(blk_q8_0)) {
-        const __m256i qw = ld256(w + 2);
-        const __m256i aw = _mm256_abs_epi8(qw);
-        const float dw = ld_f16(w);
-        for (int r = 0; r < R; r++) {
-            __m256i sx = _mm256_sign_epi8(ld256(xq + (size_t)r * k + QK_32 * b), qw);
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) jb->y[(size_t)(r0 + r) * jb->ldy + i] = hsum256(acc[r]);
+    uint16_t h[4];
+    memcpy(&h[0], p, 2);
+    memcpy(&h[1], p + stride, 2);
+    memcpy(&h[2], p + 2 * stride, 2);
+    memcpy(&h[3], p + 3 * stride, 2);
+    uint64_t v = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)v));
 }
 
-void T5 quant_rows_q8_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q8_0_row); }
-
-/* ---- Q4_0 / Q4_1 ---- */
-
+/* 16 bytes of nibbles -> 32 bytes: low nibbles (weights 0..15), then high (16..31) */
 INLINE T5 __m256i nibbles32(const uint8_t *p)
 {
     __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)p);
@@ -157,32 +158,84 @@ INLINE T5 __m256i nibbles32(const uint8_t *p)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-INLINE T5 void q4_row(const qjob *jb, int i, int r0, int R, int has_min)
+/* type: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1 */
+INLINE T5 void b32_row(const qjob *jb, int i, int r0, int R, int type)
 {
     const int k = jb->k, nb = k / QK_32;
-    const size_t bb = has_min ? sizeof(blk_q4_1) : sizeof(blk_q4_0);
+    const size_t bb = type == 0 ? sizeof(blk_q8_0) : type == 1 ? sizeof(blk_q4_0) : sizeof(blk_q4_1);
     const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
     const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
-    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = jb->xa->s + (size_t)r0 * nb;
-    __m256 acc[4];
-    float corr[4];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(), corr[r] = 0;
-    for (int b = 0; b < nb; b++, w += bb) {
-        const __m256i q = nibbles32(w + (has_min ? 4 : 2));
-        const float dw = ld_f16(w), c = has_min ? ld_f16(w + 2) : dw;
+    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = type ? jb->xa->s + (size_t)r0 * nb : NULL;
+    __m256 acc[4][4];
+    __m128 corr[4];
+    float corr1[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+        corr[r] = _mm_setzero_ps();
+        corr1[r] = 0;
+    }
+    int b = 0;
+    for (; b + 4 <= nb; b += 4, w += 4 * bb) {
+        const __m128 dw4 = ld_f16x4(w, bb);
+        const __m128 c4 = type == 2 ? ld_f16x4(w + 2, bb) : dw4;
+        __m256i q[4], sg[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            if (type == 0) {   /* |w| and the sign to move onto x */
+                sg[c] = ld256(w + c * bb + 2);
+                q[c] = _mm256_abs_epi8(sg[c]);
+            } else {
+                q[c] = nibbles32(w + c * bb + (type == 2 ? 4 : 2));
+            }
+        }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, ld256(xq + (size_t)r * k + QK_32 * b));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r]);
-            corr[r] += c * xs[(size_t)r * nb + b];
+            float sc[4];
+            _mm_storeu_ps(sc, _mm_mul_ps(dw4, _mm_loadu_ps(xd + (size_t)r * nb + b)));
+            if (type) corr[r] = _mm_fmadd_ps(c4, _mm_loadu_ps(xs + (size_t)r * nb + b), corr[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m256i xv = ld256(xq + (size_t)r * k + QK_32 * (b + c));
+                if (type == 0) xv = _mm256_sign_epi8(xv, sg[c]);
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[c], xv);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sc[c]), acc[r][c]);
+            }
         }
     }
-    for (int r = 0; r < R; r++)
-        jb->y[(size_t)(r0 + r) * jb->ldy + i] = has_min ? hsum256(acc[r]) + corr[r] : hsum256(acc[r]) - 8 * corr[r];
+    for (; b < nb; b++, w += bb) {
+        float dw = ld_f16(w), c1 = type == 2 ? ld_f16(w + 2) : dw;
+        __m256i q, sg = _mm256_setzero_si256();
+        if (type == 0) {
+            sg = ld256(w + 2);
+            q = _mm256_abs_epi8(sg);
+        } else {
+            q = nibbles32(w + (type == 2 ? 4 : 2));
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256i xv = ld256(xq + (size_t)r * k + QK_32 * b);
+            if (type == 0) xv = _mm256_sign_epi8(xv, sg);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r][0]);
+            if (type) corr1[r] += c1 * xs[(size_t)r * nb + b];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        float main = hsum256(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+        __m128 cs = _mm_add_ps(corr[r], _mm_movehl_ps(corr[r], corr[r]));
+        float co = _mm_cvtss_f32(_mm_add_ss(cs, _mm_movehdup_ps(cs))) + corr1[r];
+        jb->y[(size_t)(r0 + r) * jb->ldy + i] = type == 0 ? main : type == 1 ? main - 8 * co : main + co;
+    }
 }
 
-INLINE T5 void q4_0_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 0); }
-INLINE T5 void q4_1_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 1); }
+INLINE T5 void q8_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 0); }
+INLINE T5 void q4_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 1); }
+INLINE T5 void q4_1_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 2); }
 
+void T5 quant_rows_q8_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q8_0_row); }
 void T5 quant_rows_q4_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q4_0_row); }
 void T5 quant_rows_q4_1_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q4_1_row); }
 
@@ -198,39 +251,46 @@ INLINE T5 void q4_k_row(const qjob *jb, int i, int r0, int R)
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     /* int16 lane selectors: sub-block 2c in lanes 0..15, 2c + 1 in lanes 16..31 */
     __m512i sel[4];
+#pragma GCC unroll 4
     for (int c = 0; c < 4; c++)
         sel[c] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * c)), _mm512_set1_epi16((short)(2 * c + 1)));
     __m512 acc[4];
     __m256 macc[4];
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), macc[r] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++, w += sizeof(blk_q4_k)) {
         const float d = ld_f16(w), dmin = ld_f16(w + 2);
-        uint8_t sm[16];
-        q4k_unpack_scales(w + 4, sm);
-        const __m128i smv = _mm_loadu_si128((const __m128i *)(const void *)sm);
+        uint32_t sw[4];
+        q4k_unpack_scales(w + 4, sw);
+        const __m128i smv = _mm_setr_epi32((int)sw[0], (int)sw[1], (int)sw[2], (int)sw[3]);
         const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(smv));
         const __m128i mn8 = _mm_srli_si128(smv, 8);
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));   /* m0 m0 m1 m1 .. */
         __m512i isum[4];
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m256i bs = ld256(xbs + (size_t)r * (k / 16) + 16 * b);
             macc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)),
                                       _mm256_set1_ps(dmin * xd[(size_t)r * nb + b]), macc[r]);
             isum[r] = _mm512_setzero_si512();
         }
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             const __m256i qb = ld256(w + 16 + 32 * c);
             const __m512i q = _mm512_and_si512(
                 _mm512_inserti64x4(_mm512_castsi256_si512(qb), _mm256_srli_epi16(qb, 4), 1), m4);
             const __m512i scv = _mm512_permutexvar_epi16(sel[c], sc16);
+#pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512i p = _mm512_maddubs_epi16(q, ld512(xq + (size_t)r * k + QK_K * b + 64 * c));
                 isum[r] = _mm512_dpwssd_epi32(isum[r], p, scv);
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(d * xd[(size_t)r * nb + b]), acc[r]);
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++)
         jb->y[(size_t)(r0 + r) * jb->ldy + i] = _mm512_reduce_add_ps(acc[r]) - hsum256(macc[r]);
 }
@@ -250,18 +310,21 @@ INLINE T5 void q6_k_row(const qjob *jb, int i, int r0, int R)
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     /* int16 lane selectors: groups 4t .. 4t+3, 8 lanes (16 weights) each */
     __m512i sel[4];
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         sel[t] = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * t)),
                                   _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20,
                                                                      19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
                                                                      7, 6, 5, 4, 3, 2, 1, 0), 3));
     __m512 acc[4];
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++, w += sizeof(blk_q6_k)) {
         const float d = ld_f16(w + 208);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 192)));
         const __m512i sc16z = _mm512_zextsi256_si512(sc16);
         __m512i isum[4];
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m256i corr = _mm256_madd_epi16(ld256(xbs + (size_t)r * (k / 16) + 16 * b), sc16);
             isum[r] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5)));
@@ -277,15 +340,18 @@ INLINE T5 void q6_k_row(const qjob *jb, int i, int r0, int R)
             const __m512i vhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4), hhi);
             const __m512i slo = _mm512_permutexvar_epi16(sel[2 * h], sc16z);
             const __m512i shi = _mm512_permutexvar_epi16(sel[2 * h + 1], sc16z);
+#pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 const int8_t *xh = xq + (size_t)r * k + QK_K * b + 128 * h;
                 isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(vlo, ld512(xh)), slo);
                 isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(vhi, ld512(xh + 64)), shi);
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(d * xd[(size_t)r * nb + b]), acc[r]);
     }
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) jb->y[(size_t)(r0 + r) * jb->ldy + i] = _mm512_reduce_add_ps(acc[r]);
 }
 

@@ -164,8 +164,10 @@ void quant_rows_q4_k_scalar(const qjob *jb, int i0, int i1, int r0, int r1)
             const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
             float acc = 0, macc = 0;
             for (int b = 0; b < nb; b++, w += sizeof(blk_q4_k)) {
+                uint32_t sw[4];
                 uint8_t sm[16];
-                q4k_unpack_scales(w + 4, sm);
+                q4k_unpack_scales(w + 4, sw);
+                memcpy(sm, sw, sizeof sm);   /* bytes 0..7 scales, 8..15 mins */
                 const uint8_t *q = w + 16;
                 const int8_t *xb = xq + QK_K * b;
                 const int16_t *bs = xbs + 16 * b;

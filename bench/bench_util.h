@@ -1,0 +1,225 @@
+/*
+** bench_util.h — helpers the decode benchmarks share: model shapes and what a decode step
+** reads, synthetic llama2.c checkpoints and tokenizers of those shapes (so a benchmark needs
+** no downloaded weights: the speed of an fp32 forward pass does not depend on the values),
+** finding ../shared, timing, and how much CPU other processes took during a measurement.
+** Header-only on purpose, like tests/test_util.h: each benchmark is one program.
+*/
+#ifndef INFER_BENCH_UTIL_H
+#define INFER_BENCH_UTIL_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A Llama model shape as a llama2.c header states it. */
+typedef struct bench_shape {
+    const char *key;   /* command-line name, e.g. "110m" */
+    const char *name;  /* e.g. "stories110M" */
+    int dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len;
+} bench_shape;
+
+static inline uint64_t bench_kv_dim(const bench_shape *sh)
+{
+    return (uint64_t)sh->n_kv_heads * (uint64_t)(sh->dim / sh->n_heads);
+}
+
+/* fp32 weight bytes one decode step reads: every matrix and norm once, the classifier (shared
+** with the embedding or not), but of the embedding only the row gathered, which is ignored. */
+static inline uint64_t bench_weight_bytes(const bench_shape *sh)
+{
+    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
+    uint64_t kvd = bench_kv_dim(sh), V = (uint64_t)sh->vocab;
+    return 4 * (L * (2 * D + 2 * D * D + 2 * D * kvd + 3 * D * H) + D + V * D);
+}
+
+/* fp32 K and V of one position over all layers: what attention reads per position attended. */
+static inline uint64_t bench_kv_bytes_per_token(const bench_shape *sh)
+{
+    return 4 * (uint64_t)sh->n_layers * 2 * bench_kv_dim(sh);
+}
+
+/* Size of the llama2.c legacy checkpoint bench_write_checkpoint writes (shared classifier). */
+static inline uint64_t bench_checkpoint_bytes(const bench_shape *sh)
+{
+    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
+    uint64_t kvd = bench_kv_dim(sh), V = (uint64_t)sh->vocab, hd = D / (uint64_t)sh->n_heads;
+    uint64_t n = V * D + L * D + L * D * D + 2 * L * D * kvd + L * D * D + L * D + 3 * L * D * H + D +
+                 (uint64_t)sh->seq_len * hd;
+    return 28 + 4 * n;
+}
+
+static inline double bench_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline int bench_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* splitmix64 (Steele, Lea, Flood, OOPSLA 2014): a fixed seed gives the same file every run. */
+static inline uint64_t bench_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* n floats to f: uniform in [-amp, amp) when amp > 0, else all `fill`. 0 or -1. */
+static inline int bench_write_floats(FILE *f, uint64_t n, float amp, float fill, uint64_t *rng)
+{
+    float buf[16384];
+    while (n > 0) {
+        size_t k = n < 16384 ? (size_t)n : 16384;
+        for (size_t i = 0; i < k; i++) {
+            float u = (float)(bench_rng_next(rng) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+            buf[i] = amp > 0 ? (2.0f * u - 1.0f) * amp : fill;
+        }
+        if (fwrite(buf, sizeof(float), k, f) != k) return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* A llama2.c legacy checkpoint (karpathy/llama2.c export.py, version 0) of shape sh: 7 int32
+** header fields, then fp32 tensors in the format's order; matrices uniform in +-0.02 (fixed
+** seed), norms 1.0, shared classifier, the unused freq_cis tables zero. 0, or -1 with a
+** message on stderr. */
+static inline int bench_write_checkpoint(const char *path, const bench_shape *sh)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "cannot create '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    uint64_t D = (uint64_t)sh->dim, H = (uint64_t)sh->hidden, L = (uint64_t)sh->n_layers;
+    uint64_t kvd = bench_kv_dim(sh), V = (uint64_t)sh->vocab, hd = D / (uint64_t)sh->n_heads;
+    int32_t hdr[7] = { sh->dim, sh->hidden, sh->n_layers, sh->n_heads, sh->n_kv_heads,
+                       sh->vocab /* positive: shared classifier */, sh->seq_len };
+    uint64_t rng = 0x5eed15u;
+    const float a = 0.02f;
+    int rc = fwrite(hdr, sizeof hdr, 1, f) == 1 ? 0 : -1;
+    if (!rc) rc = bench_write_floats(f, V * D, a, 0, &rng);       /* token_embedding */
+    if (!rc) rc = bench_write_floats(f, L * D, 0, 1.0f, &rng);    /* rms_att */
+    if (!rc) rc = bench_write_floats(f, L * D * D, a, 0, &rng);   /* wq */
+    if (!rc) rc = bench_write_floats(f, L * D * kvd, a, 0, &rng); /* wk */
+    if (!rc) rc = bench_write_floats(f, L * D * kvd, a, 0, &rng); /* wv */
+    if (!rc) rc = bench_write_floats(f, L * D * D, a, 0, &rng);   /* wo */
+    if (!rc) rc = bench_write_floats(f, L * D, 0, 1.0f, &rng);    /* rms_ffn */
+    if (!rc) rc = bench_write_floats(f, L * H * D, a, 0, &rng);   /* w1 */
+    if (!rc) rc = bench_write_floats(f, L * D * H, a, 0, &rng);   /* w2 */
+    if (!rc) rc = bench_write_floats(f, L * H * D, a, 0, &rng);   /* w3 */
+    if (!rc) rc = bench_write_floats(f, D, 0, 1.0f, &rng);        /* rms_final */
+    if (!rc) rc = bench_write_floats(f, (uint64_t)sh->seq_len * hd, 0, 0, &rng); /* freq_cis */
+    if (fclose(f) != 0) rc = -1;
+    if (rc) fprintf(stderr, "writing '%s' failed: %s\n", path, strerror(errno));
+    return rc;
+}
+
+static inline int bench_put_token(FILE *f, float score, const char *s, size_t len)
+{
+    int32_t n = (int32_t)len;
+    return fwrite(&score, sizeof score, 1, f) == 1 && fwrite(&n, sizeof n, 1, f) == 1 &&
+           fwrite(s, 1, len, f) == len ? 0 : -1;
+}
+
+/* A llama2.c tokenizer.bin of `vocab` (>= 260) entries: int32 max_token_length, then per token
+** {float score, int32 len, bytes}: 0 "<unk>", 1 "\n<s>\n", 2 "\n</s>\n", 3..258 "<0xHH>" (the
+** byte fallback), 259 " ", then distinct lowercase strings (bijective base 26, every other
+** one with a leading space; shorter ones score higher, so merges prefer them). */
+static inline int bench_write_tokenizer(const char *path, int vocab)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "cannot create '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    int32_t max_len = 8;
+    int rc = fwrite(&max_len, sizeof max_len, 1, f) == 1 ? 0 : -1;
+    if (!rc) rc = bench_put_token(f, 0, "<unk>", 5);
+    if (!rc) rc = bench_put_token(f, 0, "\n<s>\n", 5);
+    if (!rc) rc = bench_put_token(f, 0, "\n</s>\n", 6);
+    for (int b = 0; b < 256 && !rc; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", (unsigned)b);
+        rc = bench_put_token(f, 0, s, 6);
+    }
+    if (!rc) rc = bench_put_token(f, -1.0f, " ", 1);
+    for (int id = 260, k = 0; id < vocab && !rc; id++, k++) {
+        char tmp[8], s[8];
+        int n = 0, len = 0;
+        for (int v = k / 2 + 1; v > 0 && n < 6; v = (v - 1) / 26) tmp[n++] = (char)('a' + (v - 1) % 26);
+        if (k & 1) s[len++] = ' ';
+        while (n > 0) s[len++] = tmp[--n];
+        rc = bench_put_token(f, -(float)id, s, (size_t)len);
+    }
+    if (fclose(f) != 0) rc = -1;
+    if (rc) fprintf(stderr, "writing '%s' failed: %s\n", path, strerror(errno));
+    return rc;
+}
+
+/* Path of `rel` under the shared data folder ($INFER_SHARED, else ../shared, else shared/
+** for a checkout that carries it) into buf if that file exists; NULL otherwise. */
+static inline const char *bench_shared_file(const char *rel, char *buf, size_t cap)
+{
+    const char *env = getenv("INFER_SHARED");
+    const char *roots[3] = { env && *env ? env : NULL, "../shared", "shared" };
+    for (int i = 0; i < 3; i++) {
+        if (!roots[i]) continue;
+        if (snprintf(buf, cap, "%s/%s", roots[i], rel) < (int)cap && bench_file_exists(buf)) return buf;
+    }
+    return NULL;
+}
+
+/* CPU time the whole machine spent busy (plus what the hypervisor stole) and this process
+** used, to tell how much of the machine other programs took during a measurement: a
+** spinning thread pool is very sensitive to a shared core. Busy fields are 0 without
+** /proc/stat (then bench_cpu_others reports 0). */
+typedef struct bench_cpu_sample {
+    double wall, busy, steal, self;  /* seconds */
+} bench_cpu_sample;
+
+static inline void bench_cpu_sample_take(bench_cpu_sample *c)
+{
+    memset(c, 0, sizeof *c);
+    c->wall = bench_now_s();
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        unsigned long long v[8] = { 0 };
+        /* cpu  user nice system idle iowait irq softirq steal ... (in USER_HZ ticks) */
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]) == 8) {
+            double hz = (double)sysconf(_SC_CLK_TCK);
+            c->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+            c->steal = (double)v[7] / hz;
+        }
+        fclose(f);
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        c->self = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* Cores' worth of CPU that other processes (and steal) took between samples a and b. */
+static inline double bench_cpu_others(const bench_cpu_sample *a, const bench_cpu_sample *b)
+{
+    double dt = b->wall - a->wall;
+    if (dt <= 0 || b->busy == 0) return 0;
+    double other = (b->busy - a->busy) - (b->self - a->self) + (b->steal - a->steal);
+    return other > 0 ? other / dt : 0;
+}
+
+#endif
