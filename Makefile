@@ -32,7 +32,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
-TOOLS := $(BUILD)/infer-generate $(BUILD)/examples/poll_loop
+TOOLS := $(BUILD)/infer-generate $(BUILD)/infer-tokenize $(BUILD)/examples/poll_loop
 
 .PHONY: all lib tests bench deps test run-tests demo asan tsan install clean
 all: lib $(TOOLS)
@@ -55,6 +55,9 @@ $(BUILD)/libinfer.so: $(BUILD)/libinfer.so.0.1.0
 
 # Tools and examples link the shared library, so they can use only what it exports.
 $(BUILD)/infer-generate: examples/generate.c $(BUILD)/libinfer.so
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS)
+
+$(BUILD)/infer-tokenize: examples/tokenize.c $(BUILD)/libinfer.so
 	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libinfer.so

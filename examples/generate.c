@@ -3,8 +3,11 @@
 **
 **   infer-generate -m MODEL [-z TOKENIZER] -p PROMPT [-n MAX_NEW_TOKENS] [--temp T]
 **                  [--top-p P] [--top-k K] [--min-p P] [--seed S] [-t THREADS]
+**                  [--chat [--system TEXT]]
 **
-** Prints the prompt, then the generated text as it is produced, to stdout; a one-line summary
+** Prints the prompt, then the generated text as it is produced, to stdout (with --chat the
+** prompt is a user message rendered with the model's chat template, and only the answer is
+** printed); a one-line summary
 ** (prompt tokens, generated tokens, time to first token, tokens/s) to stderr. With --temp 0
 ** the output equals karpathy/llama2.c run.c's greedy output for the same model and prompt
 ** (run.c's -n counts the prompt too: use -n (steps - prompt tokens + 1)).
@@ -31,6 +34,8 @@ static void usage(FILE *f)
             "      --min-p P          min-p sampling (default 0.05; 0 = off)\n"
             "      --seed S           sampling seed (default: from the clock)\n"
             "  -t, --threads N        CPU threads (default: all cores)\n"
+            "      --chat             PROMPT is a user message: render it with the model's chat template\n"
+            "      --system TEXT      a system message before it (with --chat)\n"
             "  -h, --help             this text\n");
 }
 
@@ -56,7 +61,8 @@ static double num(const char *opt, const char *v, double lo, double hi)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *tokenizer = NULL, *prompt = "";
+    const char *model = NULL, *tokenizer = NULL, *prompt = "", *system = NULL;
+    int chat = 0;
     infer_request rq;
     infer_request_init(&rq);
     rq.max_tokens = 256;
@@ -65,6 +71,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--chat")) { chat = 1; continue; }
         if (a[0] == '-' && !v) {
             fprintf(stderr, "infer-generate: %s needs a value (see --help)\n", a);
             return 2;
@@ -79,6 +86,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--min-p")) { rq.min_p = (float)num(a, v, 0, 1); i++; }
         else if (!strcmp(a, "--seed")) { rq.seed = (uint64_t)num(a, v, 0, 1.8e19); i++; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { threads = (int)num(a, v, 0, 1024); i++; }
+        else if (!strcmp(a, "--system")) { system = v; i++; }
         else {
             fprintf(stderr, "infer-generate: unknown option '%s'\n", a);
             usage(stderr);
@@ -109,7 +117,16 @@ int main(int argc, char **argv)
         return 1;
     }
     rq.model = "model";
-    rq.prompt = prompt;
+    infer_message msgs[2];
+    size_t n_msgs = 0;
+    if (chat) {
+        if (system) msgs[n_msgs++] = (infer_message){ "system", system };
+        msgs[n_msgs++] = (infer_message){ "user", prompt };
+        rq.messages = msgs;
+        rq.n_messages = n_msgs;
+    } else {
+        rq.prompt = prompt;
+    }
     infer_request_id id;
     double t0 = now_s(), t_first = 0;
     st = infer_submit(s, &rq, &id);
@@ -118,8 +135,10 @@ int main(int argc, char **argv)
         infer_session_destroy(s);
         return 1;
     }
-    fputs(prompt, stdout);
-    fflush(stdout);
+    if (!chat) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
     int rc = 0, done = 0, n_gen = 0, n_prompt = 0;
     infer_event ev[32];
     while (!done) {

@@ -188,16 +188,36 @@ INFER_API infer_status infer_model_load(infer_session *s, const char *name, cons
 */
 INFER_API infer_status infer_model_unload(infer_session *s, const char *name, const char *version);
 
+/* Flags of infer_tokenize. */
+typedef enum infer_tokenize_flags {
+    INFER_TOKENIZE_ADD_BOS = 1,    /* prepend BOS */
+    INFER_TOKENIZE_MODEL_BOS = 2,  /* prepend BOS only if the model's tokenizer asks for it
+                                      (overrides ADD_BOS) */
+    INFER_TOKENIZE_SPECIAL = 4     /* control tokens written in the text (e.g. "<|im_start|>")
+                                      become their ids; otherwise they are plain text */
+} infer_tokenize_flags;
+
 /*
 ** infer_tokenize: encode `text` with the tokenizer of model `name` (newest version when
-** `version` is NULL), with a leading BOS when add_bos > 0 (< 0: as the model's tokenizer says). Writes up to `cap` ids to `ids`
+** `version` is NULL), as `flags` (infer_tokenize_flags) say. Writes up to `cap` ids to `ids`
 ** and the full count to *n_ids; when cap < *n_ids it writes nothing and returns INFER_EINVAL
 ** (call with cap = 0 to size the buffer). Returns INFER_OK, INFER_ENOTFOUND, INFER_EINVAL.
 ** Thread-safety: any thread.
 */
 INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const char *version,
-                                      const char *text, int add_bos,
+                                      const char *text, unsigned flags,
                                       int32_t *ids, size_t cap, size_t *n_ids);
+
+/*
+** infer_detokenize: the text of ids[0..n) with model `name`'s tokenizer, as a generated
+** sequence would stream it (control tokens such as BOS give no text; a SentencePiece
+** sequence loses the dummy-prefix space at its start). Writes up to cap - 1 bytes and a NUL
+** to `buf` and the full length to *len; when cap <= *len it writes nothing and returns
+** INFER_EINVAL (cap = 0 sizes the buffer). INFER_EINVAL also for an id outside the vocabulary.
+** Thread-safety: any thread.
+*/
+INFER_API infer_status infer_detokenize(infer_session *s, const char *name, const char *version,
+                                        const int32_t *ids, size_t n, char *buf, size_t cap, size_t *len);
 
 /* ----------------------------------------------------------------------------- requests */
 

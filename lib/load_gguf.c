@@ -201,6 +201,12 @@ infer_status gguf_load_model(infer_model *m, const char *path)
     infer_status st = gguf_parse(path, &m->map, &g);
     if (st) return st;
     gguf_ctx c = { &g, path, "" };
+    if (g.n_tensors == 0) {
+        /* llama.cpp's vocab-only files: a tokenizer to tokenize with, nothing to run */
+        m->arch = ARCH_VOCAB;
+        if (!(st = tok_load_gguf(&g, path, &m->tok))) m->hp.vocab_size = tok_n_vocab(m->tok);
+        goto done;
+    }
     gguf_str arch;
     st = gguf_get_str(&g, "general.architecture", &arch);
     if (st == INFER_ENOTFOUND) st = infer_err(INFER_EFORMAT, "'%s': general.architecture is missing", path);

@@ -127,7 +127,7 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
         if (st) goto fail;
     }
     m->max_running = mp ? mp->max_running : 0;
-    if (m->arch == ARCH_BERT) { /* an encoder: no RoPE, no KV cache */
+    if (m->arch != ARCH_LLAMA) { /* an encoder or a vocabulary: no RoPE, no KV cache */
         *out = m;
         return INFER_OK;
     }

@@ -79,7 +79,8 @@ typedef struct bert_weights {
 
 typedef enum model_arch {
     ARCH_LLAMA = 0,   /* decoder: generation */
-    ARCH_BERT = 1     /* encoder: embeddings */
+    ARCH_BERT = 1,    /* encoder: embeddings */
+    ARCH_VOCAB = 2    /* a vocabulary-only file (no weights): tokenize/detokenize only */
 } model_arch;
 
 /* Forward-pass scratch, grown to the largest batch seen (engine thread only). */

@@ -25,24 +25,60 @@ INFER_API void infer_request_init(infer_request *rq)
 }
 
 INFER_API infer_status infer_tokenize(infer_session *s, const char *name, const char *version,
-                                      const char *text, int add_bos, int32_t *ids, size_t cap, size_t *n_ids)
+                                      const char *text, unsigned flags, int32_t *ids, size_t cap, size_t *n_ids)
 {
     infer_err_clear();
     if (!s || !name || !text || !n_ids || (cap && !ids))
         return infer_err(INFER_EINVAL, "infer_tokenize: session, name, text and n_ids are required (ids when cap > 0)");
+    if (flags & ~7u) return infer_err(INFER_EINVAL, "infer_tokenize: unknown flags 0x%x", flags);
     infer_model *m;
     infer_status st = session_model_get(s, name, version, &m);
     if (st) return st;
+    int bos = (flags & INFER_TOKENIZE_MODEL_BOS) ? tok_default_add_bos(m->tok) : (flags & INFER_TOKENIZE_ADD_BOS) != 0;
+    unsigned tf = (bos ? TOK_ADD_BOS : 0u) | ((flags & INFER_TOKENIZE_SPECIAL) ? TOK_PARSE_SPECIAL : 0u);
     int32_t *v = NULL;
     size_t n = 0;
-    if (add_bos < 0) add_bos = tok_default_add_bos(m->tok);
-    st = tok_encode(m->tok, text, strlen(text), add_bos, &v, &n);
+    st = tok_encode_ex(m->tok, text, strlen(text), tf, &v, &n);
     model_unref(m);
     if (st) return st;
     *n_ids = n;
     if (cap < n) st = cap ? infer_err(INFER_EINVAL, "infer_tokenize: %zu ids do not fit in cap = %zu", n, cap) : INFER_OK;
     else memcpy(ids, v, n * sizeof *v);
     free(v);
+    return st;
+}
+
+INFER_API infer_status infer_detokenize(infer_session *s, const char *name, const char *version,
+                                        const int32_t *ids, size_t n, char *buf, size_t cap, size_t *len)
+{
+    infer_err_clear();
+    if (!s || !name || (n && !ids) || !len || (cap && !buf))
+        return infer_err(INFER_EINVAL, "infer_detokenize: session, name, ids, len are required (buf when cap > 0)");
+    infer_model *m;
+    infer_status st = session_model_get(s, name, version, &m);
+    if (st) return st;
+    strbuf out = { 0 };
+    tok_stream ts;
+    tok_stream_init(&ts, TOK_STREAM_START);
+    for (size_t i = 0; i < n && !st; i++) {
+        if (ids[i] < 0 || ids[i] >= tok_n_vocab(m->tok))
+            st = infer_err(INFER_EINVAL, "infer_detokenize: id %d at [%zu] is outside the vocabulary of %d", ids[i], i,
+                           tok_n_vocab(m->tok));
+        else
+            st = tok_stream_feed(m->tok, &ts, ids[i], &out);
+    }
+    if (!st) st = tok_stream_flush(&ts, &out);
+    model_unref(m);
+    if (!st) {
+        *len = out.len;
+        if (cap > out.len) {
+            if (out.len) memcpy(buf, out.p, out.len);
+            buf[out.len] = 0;
+        } else if (cap) {
+            st = infer_err(INFER_EINVAL, "infer_detokenize: %zu bytes do not fit in cap = %zu", out.len + 1, cap);
+        }
+    }
+    sb_free(&out);
     return st;
 }
 
@@ -112,6 +148,11 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
     const llama_hparams *hp = &q->model->hp;
     if (rq->kind != INFER_REQ_GENERATE && rq->kind != INFER_REQ_EMBED) {
         st = infer_err(INFER_EINVAL, "request: kind = %d is not a known request kind", (int)rq->kind);
+        goto fail;
+    }
+    if (q->model->arch == ARCH_VOCAB) {
+        st = infer_err(INFER_EUNSUPPORTED, "request: model '%s' is a vocabulary without weights: it can "
+                                           "tokenize, not run", q->model->name);
         goto fail;
     }
     if ((rq->kind == INFER_REQ_EMBED) != (q->model->arch == ARCH_BERT)) {
