@@ -85,7 +85,7 @@ test: deps
 
 run-tests: all tests
 	@fail=0; for t in $(TEST_BIN); do \
-	    echo "== $$t"; INFER_SHARED=$(SHARED) $$t || fail=1; \
+	    echo "== $$t"; INFER_SHARED=$(SHARED) INFER_BUILD_DIR=$(BUILD) $$t || fail=1; \
 	done; \
 	if [ $$fail -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
 	echo "make test: all runners passed"
