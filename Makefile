@@ -16,7 +16,7 @@ CC       ?= cc
 OPT      ?= -O2
 SANITIZE ?=
 
-PKGS      := openblas libuv
+PKGS      := openblas libuv libcjson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -180,13 +180,48 @@ INFER_API void infer_model_params_init(infer_model_params *p);
 INFER_API infer_status infer_model_load(infer_session *s, const char *name, const char *version,
                                         const char *path, const infer_model_params *p);
 
+/* What infer_model_unload does with requests still running on the version. */
+typedef enum infer_unload_mode {
+    INFER_UNLOAD_WAIT = 0,    /* let them finish (new requests no longer reach it), then free */
+    INFER_UNLOAD_NOWAIT = 1,  /* fail with INFER_EBUSY if any is in flight; nothing changes */
+    INFER_UNLOAD_CANCEL = 2   /* cancel them (they end with INFER_ECANCELED), then free */
+} infer_unload_mode;
+
 /*
-** infer_model_unload: remove model `name` (version NULL = every version). Requests still
-** running on it are cancelled (they end with INFER_ECANCELED); its memory is freed once the
-** engine has let go of it. Returns INFER_OK or INFER_ENOTFOUND.
-** Thread-safety: any thread.
+** infer_model_unload: remove model `name`, version `version` (NULL = every version). It leaves
+** the registry at once, so new requests no longer reach it; requests in flight are handled
+** as `mode` says; its memory is freed when the last of them ends (infer_stats.models_resident
+** counts models still in memory). With INFER_UNLOAD_WAIT the call returns after they finished
+** (in INFER_THREADING_CALLER mode it runs the engine steps itself meanwhile; their events stay
+** queued for infer_poll). Returns INFER_OK, INFER_ENOTFOUND, INFER_EBUSY (NOWAIT), INFER_EINVAL.
+** Thread-safety: any thread (in INFER_THREADING_CALLER mode, not concurrently with infer_poll).
 */
-INFER_API infer_status infer_model_unload(infer_session *s, const char *name, const char *version);
+INFER_API infer_status infer_model_unload(infer_session *s, const char *name, const char *version,
+                                          infer_unload_mode mode);
+
+/* ------------------------------------------------------------------------------ routing */
+
+/* One entry of a model's routing table. */
+typedef struct infer_route {
+    const char *version;  /* a loaded version of the model */
+    double weight;        /* serving route: relative share of requests (> 0 counts);
+                             shadow route: probability (0..1) that a request is mirrored */
+    int shadow;           /* 1 = mirror requests here, discard the output, record metrics */
+} infer_route;
+
+/*
+** infer_route_set: route requests for model `name` that do not pin a version: each goes to
+** one serving route, chosen with probability weight / sum of weights (A/B split; a canary is
+** a small weight); a request with a route_key always goes to the same version while the table
+** is unchanged (sticky users). Each shadow route also receives a copy of a request with its
+** probability: the copy runs, its output is discarded (no events), its metrics are recorded
+** with role="shadow". Routes to versions unloaded later are skipped. n = 0 clears the table
+** (requests go to the newest version). The table is copied.
+** Returns INFER_OK, INFER_ENOTFOUND (a version that is not loaded), INFER_EINVAL (no serving
+** route with weight > 0, a negative weight, a shadow weight above 1).
+** Thread-safety: any thread; requests submitted after it returns use the new table.
+*/
+INFER_API infer_status infer_route_set(infer_session *s, const char *name, const infer_route *routes, size_t n);
 
 /* Flags of infer_tokenize. */
 typedef enum infer_tokenize_flags {
@@ -269,6 +304,8 @@ typedef struct infer_request {
                                       equal priorities run in arrival order */
     int64_t deadline_ms;           /* default 0 = none; from submit: a request still queued or
                                       running then ends with INFER_ETIMEDOUT */
+    const char *route_key;         /* default NULL; requests with the same key are routed to the
+                                      same version (see infer_route_set) */
     void *user_data;               /* echoed in every event of this request */
 } infer_request;
 
@@ -333,6 +370,7 @@ typedef struct infer_event {
     /* DONE */
     infer_status status;      /* INFER_OK, or why it failed */
     infer_finish finish;
+    const char *version;      /* the model version that served it (valid until next poll) */
     int32_t n_prompt_tokens;
     int32_t n_generated;
 } infer_event;
@@ -355,6 +393,7 @@ typedef struct infer_stats {
     int64_t queued;             /* submitted, not yet admitted */
     int64_t running;            /* admitted, not finished */
     int64_t kv_blocks_total;    /* over all loaded models */
+    int64_t models_resident;    /* models in memory: loaded, or unloaded but still draining */
     int64_t kv_blocks_used;     /* held by queued or running sequences */
     int64_t kv_blocks_cached;   /* prefix-cache blocks nobody holds (reclaimable) */
     int64_t prefix_hit_tokens;  /* prompt tokens taken from the prefix cache, not computed */
@@ -364,6 +403,11 @@ typedef struct infer_stats {
     int64_t requests_done;      /* DONE events produced, any status */
     int64_t tokens_prompt;      /* prompt tokens computed (prefilled; hits not included) */
     int64_t tokens_generated;
+    int64_t batch_hist[8];      /* steps by sequences in the batch: [0] 1, [1] 2-3, [2] 4-7, ...,
+                                   [7] 128 or more */
+    int64_t sched_ns;           /* engine time spent scheduling (admission, batch building,
+                                   sampling, events): the host overhead around forward passes */
+    int64_t forward_ns;         /* engine time spent in forward passes */
 } infer_stats;
 
 /*
@@ -372,6 +416,18 @@ typedef struct infer_stats {
 ** Thread-safety: any thread.
 */
 INFER_API infer_status infer_session_stats(infer_session *s, infer_stats *st);
+
+/*
+** infer_metrics_text: the session's metrics in the Prometheus text exposition format (for a
+** /metrics endpoint): per model, version and role (primary/shadow) — requests by outcome,
+** prompt and generated tokens, histograms of queue time, time to first token, time per
+** output token and request duration — and session-wide gauges and counters (running,
+** queued, KV blocks, preemptions, prefix-cache hits, steps, batch sizes). Writes up to
+** cap - 1 bytes and a NUL to buf and the full length to *len; when cap <= *len nothing is
+** written and INFER_EINVAL returned (cap = 0 sizes the buffer).
+** Thread-safety: any thread.
+*/
+INFER_API infer_status infer_metrics_text(infer_session *s, char *buf, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,11 @@
 
 static void emit(infer_session *s, const ev_item *it)
 {
+    if (!it->ev.id) { /* a shadow's event: nobody receives it */
+        free(it->text);
+        free(it->logits);
+        return;
+    }
     if (evl_push(&s->out, it) != INFER_OK) {
         free(it->text);
         free(it->logits);
@@ -25,7 +30,7 @@ static void emit_text(infer_session *s, seq *q, int32_t token, const strbuf *txt
 {
     ev_item it = { 0 };
     it.ev.type = INFER_EVENT_TOKEN;
-    it.ev.id = q->id;
+    it.ev.id = q->shadow ? 0 : q->id;
     it.ev.user_data = q->user_data;
     it.ev.token = token;
     it.text = malloc(txt->len + 1);
@@ -46,7 +51,7 @@ static void emit_logits(infer_session *s, seq *q, int32_t pos, const float *lg)
     int32_t nv = q->model->hp.vocab_size;
     ev_item it = { 0 };
     it.ev.type = INFER_EVENT_LOGITS;
-    it.ev.id = q->id;
+    it.ev.id = q->shadow ? 0 : q->id;
     it.ev.user_data = q->user_data;
     it.ev.pos = pos;
     it.logits = malloc((size_t)nv * sizeof(float));
@@ -60,11 +65,27 @@ static void emit_logits(infer_session *s, seq *q, int32_t pos, const float *lg)
     emit(s, &it);
 }
 
+/* Metrics of an ended request. */
+static void record(infer_session *s, const seq *q, infer_status st)
+{
+    uint64_t now = uv_hrtime();
+    int gen = q->kind == INFER_REQ_EMBED ? 0 : q->n_tokens - q->n_prompt;
+    mx_done d = { q->model->name, q->model->version, q->shadow, st, q->n_prompt, gen,
+                  q->t_admit ? (double)(q->t_admit - q->t_submit) * 1e-9 : -1,
+                  q->t_first ? (double)(q->t_first - q->t_submit) * 1e-9 : -1,
+                  q->t_first && gen > 1 ? (double)(now - q->t_first) * 1e-9 / (gen - 1) : -1,
+                  (double)(now - q->t_submit) * 1e-9 };
+    metrics_record(&s->mx, &d);
+}
+
 void seq_finish(infer_session *s, seq *q, infer_status st, infer_finish why)
 {
+    record(s, q, st);
     ev_item it = { 0 };
     it.ev.type = INFER_EVENT_DONE;
-    it.ev.id = q->id;
+    it.ev.id = q->shadow ? 0 : q->id;
+    it.text = infer_strdup(q->model->version); /* carried with the event until the next poll */
+    it.ev.version = it.text ? it.text : "";
     it.ev.user_data = q->user_data;
     it.ev.status = st;
     it.ev.finish = st == INFER_OK ? why : INFER_FINISH_ERROR;
@@ -90,6 +111,7 @@ static int is_end_token(const seq *q, int32_t t)
 static void next_token(infer_session *s, seq *q, float *lg)
 {
     int32_t t = sampler_sample(q->smp, lg, q->tokens, (size_t)q->n_tokens);
+    if (!q->t_first) q->t_first = uv_hrtime();
     q->tokens[q->n_tokens++] = t;
     s->step_gen++;
     strbuf *piece = &s->piece, *txt = &s->text;
@@ -204,13 +226,14 @@ static int run_embeddings(infer_session *s)
         s->n_queued--;
         uv_mutex_unlock(&s->mu);
         int dim = q->model->hp.dim;
+        q->t_admit = q->t_first = uv_hrtime();
         ev_item it = { 0 };
         it.logits = malloc((size_t)dim * sizeof(float));
         infer_status st = it.logits ? bert_embed(q->model, s->be, q->tokens, q->n_tokens, q->normalize, it.logits)
                                     : infer_err(INFER_ENOMEM, "out of memory for an embedding");
         if (st == INFER_OK) {
             it.ev.type = INFER_EVENT_EMBEDDING;
-            it.ev.id = q->id;
+            it.ev.id = q->shadow ? 0 : q->id;
             it.ev.user_data = q->user_data;
             it.ev.embedding = it.logits;
             it.ev.n_embedding = dim;
@@ -242,6 +265,7 @@ static void retire_ids_locked(infer_session *s)
 
 int engine_step(infer_session *s)
 {
+    uint64_t t0 = uv_hrtime(), t_fwd = 0;
     uv_mutex_lock(&s->mu);
     sched_take_submitted(s);
     sched_apply_cancels(s);
@@ -264,7 +288,9 @@ int engine_step(infer_session *s)
         done[n_done++] = m;
         if (sched_build(s, m, &budget) == 0) continue;
         const float *logits;
+        uint64_t f0 = uv_hrtime();
         infer_status st = llama_forward(m, s->be, &s->b, &logits);
+        t_fwd += uv_hrtime() - f0;
         did = 1;
         max_seqs = INFER_MAX(max_seqs, s->n_step);
         if (st) {
@@ -277,9 +303,16 @@ int engine_step(infer_session *s)
         i = -1; /* finished sequences left the running array: rescan it from the start */
     }
 
+    uint64_t t_end = uv_hrtime();
     uv_mutex_lock(&s->mu);
+    if (max_seqs > 0) {
+        int b = 0;
+        while (b < 7 && (max_seqs >> (b + 1)) > 0) b++;
+        s->stats.batch_hist[b]++;
+    }
     retire_ids_locked(s);
     events_publish_locked(s);
+    uv_cond_broadcast(&s->step_cv);
     s->engine_busy = s->n_running + s->n_waiting > 0;
     s->stats.running = s->n_running;
     s->stats.queued = s->n_queued;
@@ -295,6 +328,11 @@ int engine_step(infer_session *s)
     }
     s->stats.kv_blocks_used = used;
     s->stats.kv_blocks_cached = cached;
+    if (did) {
+        /* the lock's own wait is not host overhead of the step: measured before taking it */
+        s->stats.forward_ns += (int64_t)t_fwd;
+        s->stats.sched_ns += (int64_t)(t_end - t0 - t_fwd);
+    }
     uv_mutex_unlock(&s->mu);
     return did;
 }

@@ -7,13 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-INFER_API void infer_model_params_init(infer_model_params *p)
-{
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->size = sizeof *p;
-}
-
 /* "<dir of path>/tokenizer.bin" */
 static char *default_tokenizer_path(const char *path)
 {
@@ -45,6 +38,7 @@ infer_status model_own(infer_model *m, void *p)
 static void model_free(infer_model *m)
 {
     if (!m) return;
+    if (m->resident) atomic_fetch_sub(m->resident, 1);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->rope_freqs);
@@ -55,6 +49,8 @@ static void model_free(infer_model *m)
     free(m->w.layers);
     free(m->bw.layers);
     unmap_file(&m->map);
+    for (int i = 0; i < m->n_extra_maps; i++) unmap_file(&m->extra_maps[i]);
+    free(m->extra_maps);
     free(m->name);
     free(m->version);
     free(m->path);
@@ -114,9 +110,15 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
     m->path = infer_strdup(path);
     if (!m->path) goto fail;
 
-    st = map_file(path, &m->map);
-    if (st) goto fail;
-    if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0) {
+    char *hf_dir = NULL;
+    if ((st = hf_detect(path, &hf_dir))) goto fail;
+    if (hf_dir) { /* a Hugging Face directory (or a file inside one) */
+        st = hf_load_model(m, hf_dir);
+        free(hf_dir);
+        if (st) goto fail;
+    } else if ((st = map_file(path, &m->map))) {
+        goto fail;
+    } else if (m->map.size >= 4 && memcmp(m->map.data, "GGUF", 4) == 0) {
         st = gguf_load_model(m, path);
         if (st) goto fail;
         const int32_t *ends = tok_end_tokens(m->tok, &m->n_end);

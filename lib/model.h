@@ -99,6 +99,8 @@ typedef struct infer_model {
     llama_weights w;
     bert_weights bw;
     mapped_file map;
+    mapped_file *extra_maps; /* further mapped files (safetensors shards of an HF directory) */
+    int n_extra_maps;
     tokenizer *tok;
     int32_t end_tokens[TOK_MAX_END]; /* generating one ends the sequence (unless ignore_eos) */
     int n_end;
@@ -111,6 +113,7 @@ typedef struct infer_model {
     int max_running;         /* per-model concurrency limit; 0 = none */
     size_t weight_bytes;     /* bytes read per forward step (all but the embedding gather) */
     atomic_int refs;
+    atomic_long *resident;   /* the session's count of models in memory (or NULL) */
     atomic_int unloading;    /* set by infer_model_unload: the engine cancels its sequences */
 } infer_model;
 
@@ -127,6 +130,13 @@ infer_status rope_init(infer_model *m);
 
 /* Fill m (hp, w, tok, chat_template) from the GGUF file mapped at m->map. */
 infer_status gguf_load_model(infer_model *m, const char *path);
+
+/* A Hugging Face model directory (config.json, *.safetensors, tokenizer.json; lib/load_hf.c).
+** hf_detect: *dir = a malloc'd copy of the directory when `path` is one, or names config.json,
+** model.safetensors.index.json or a *.safetensors file inside one; else *dir = NULL.
+** hf_load_model: fill m (arch, hp, w or bw, tok, end tokens, chat_template, extra_maps). */
+infer_status hf_detect(const char *path, char **dir);
+infer_status hf_load_model(infer_model *m, const char *dir);
 
 /* Parse and validate a llama2.c checkpoint already mapped: fills hp, w (layers malloc'd). */
 infer_status llama2c_parse(const char *path, const mapped_file *f, llama_hparams *hp, llama_weights *w);

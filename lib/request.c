@@ -128,10 +128,9 @@ static infer_status encode_prompt(const infer_model *m, const infer_request *rq,
     return st;
 }
 
-/* Build a sequence from a validated request; tokenizes the prompt. */
-static infer_status seq_create(infer_session *s, const infer_request *rq, seq **out)
+/* Check what does not depend on the model. */
+static infer_status check_request(const infer_request *rq)
 {
-    *out = NULL;
     if (!rq->model) return infer_err(INFER_EINVAL, "request: model is NULL");
     if (!rq->prompt && !rq->messages)
         return infer_err(INFER_EINVAL, "request: prompt and messages are NULL (use \"\" for an empty prompt)");
@@ -140,11 +139,21 @@ static infer_status seq_create(infer_session *s, const infer_request *rq, seq **
     if (rq->n_stop && !rq->stop) return infer_err(INFER_EINVAL, "request: n_stop = %zu but stop is NULL", rq->n_stop);
     if (rq->n_stop_tokens && !rq->stop_tokens)
         return infer_err(INFER_EINVAL, "request: n_stop_tokens = %zu but stop_tokens is NULL", rq->n_stop_tokens);
+    return INFER_OK;
+}
 
+/* Build a sequence for model m (its reference passes to the sequence, also on failure). */
+static infer_status seq_create(const infer_request *rq, infer_model *m, int shadow, seq **out)
+{
+    *out = NULL;
     seq *q = calloc(1, sizeof *q);
-    if (!q) return infer_err(INFER_ENOMEM, "out of memory for a request");
-    infer_status st = session_model_get(s, rq->model, rq->version, &q->model);
-    if (st) goto fail;
+    if (!q) {
+        model_unref(m);
+        return infer_err(INFER_ENOMEM, "out of memory for a request");
+    }
+    q->model = m;
+    q->shadow = shadow;
+    infer_status st = INFER_OK;
     const llama_hparams *hp = &q->model->hp;
     if (rq->kind != INFER_REQ_GENERATE && rq->kind != INFER_REQ_EMBED) {
         st = infer_err(INFER_EINVAL, "request: kind = %d is not a known request kind", (int)rq->kind);
@@ -246,10 +255,29 @@ INFER_API infer_status infer_submit(infer_session *s, const infer_request *rin, 
     infer_request rq;
     infer_request_init(&rq);
     infer_status st = copy_versioned(&rq, sizeof rq, rin, rin->size, "infer_request");
+    if (st || (st = check_request(&rq))) return st;
+
+    /* The serving version (pinned, routed or newest) and the shadows to mirror to. */
+    infer_model *m, *shadow_m[4];
+    int n_shadow = 0;
+    uv_mutex_lock(&s->mu);
+    if (rq.version) m = registry_find_locked(s, rq.model, rq.version);
+    else n_shadow = router_pick_locked(s, rq.model, rq.route_key, &m, shadow_m, 4);
+    if (m) model_ref(m);
+    for (int i = 0; i < n_shadow; i++) model_ref(shadow_m[i]);
+    uv_mutex_unlock(&s->mu);
+    if (!m) return registry_not_found(rq.model, rq.version);
+
+    seq *q, *sq[4];
+    int n_sq = 0;
+    st = seq_create(&rq, m, 0, &q);
+    for (int i = 0; i < n_shadow; i++) {
+        if (st) { model_unref(shadow_m[i]); continue; }
+        /* A shadow that cannot run (its own limits) is skipped, never the request. */
+        if (seq_create(&rq, shadow_m[i], 1, &sq[n_sq]) == INFER_OK) n_sq++;
+    }
     if (st) return st;
-    seq *q;
-    st = seq_create(s, &rq, &q);
-    if (st) return st;
+    infer_err_clear();
 
     uv_mutex_lock(&s->mu);
     if (s->stopping) st = infer_err(INFER_ECANCELED, "infer_submit: the session is being destroyed");
@@ -267,10 +295,20 @@ INFER_API infer_status infer_submit(infer_session *s, const infer_request *rin, 
         s->live[s->n_live++] = q->id;
         s->subq[s->n_subq++] = q;
         s->n_queued++;
+        /* shadows ride along only where the queue has room: they never cost a request */
+        for (int i = 0; i < n_sq; i++) {
+            if (s->n_queued < s->p.queue_capacity && s->n_subq < s->cap_subq) {
+                sq[i]->id = s->next_id++;
+                s->subq[s->n_subq++] = sq[i];
+                s->n_queued++;
+                sq[i] = NULL;
+            }
+        }
         s->stats.queued = s->n_queued;
         uv_cond_signal(&s->work_cv);
     }
     uv_mutex_unlock(&s->mu);
+    for (int i = 0; i < n_sq; i++) seq_free(sq[i]);
     if (st) {
         seq_free(q);
         return st;
@@ -340,16 +378,45 @@ INFER_API int infer_poll(infer_session *s, infer_event *ev, int max, int timeout
     return n;
 }
 
+static void stats_snapshot(infer_session *s, infer_stats *snap)
+{
+    uv_mutex_lock(&s->mu);
+    *snap = s->stats;
+    snap->queued = s->n_queued;
+    snap->models_resident = atomic_load(&s->models_resident);
+    uv_mutex_unlock(&s->mu);
+}
+
+INFER_API infer_status infer_metrics_text(infer_session *s, char *buf, size_t cap, size_t *len)
+{
+    infer_err_clear();
+    if (!s || !len || (cap && !buf))
+        return infer_err(INFER_EINVAL, "infer_metrics_text: session and len are required (buf when cap > 0)");
+    infer_stats snap;
+    stats_snapshot(s, &snap);
+    strbuf b = { 0 };
+    infer_status st = metrics_render(&s->mx, &snap, &b);
+    if (!st) {
+        *len = b.len;
+        if (cap > b.len) {
+            memcpy(buf, b.p, b.len);
+            buf[b.len] = 0;
+        } else if (cap) {
+            st = infer_err(INFER_EINVAL, "infer_metrics_text: %zu bytes do not fit in cap = %zu", b.len + 1, cap);
+        }
+    }
+    sb_free(&b);
+    return st;
+}
+
 INFER_API infer_status infer_session_stats(infer_session *s, infer_stats *st)
 {
     infer_err_clear();
     if (!s || !st || st->size < sizeof(size_t) || st->size > sizeof *st)
         return infer_err(INFER_EINVAL, "infer_session_stats: set st->size = sizeof(infer_stats) first");
     size_t size = st->size;
-    uv_mutex_lock(&s->mu);
-    infer_stats snap = s->stats;
-    snap.queued = s->n_queued;
-    uv_mutex_unlock(&s->mu);
+    infer_stats snap;
+    stats_snapshot(s, &snap);
     snap.size = size;
     memcpy(st, &snap, size);
     return INFER_OK;

@@ -169,6 +169,7 @@ void sched_admit(infer_session *s)
             if (s->wait_tail == q) s->wait_tail = prev;
             s->n_waiting--;
             q->next = NULL;
+            if (!q->t_admit) q->t_admit = uv_hrtime();
             s->running[s->n_running++] = q;
             uv_mutex_lock(&s->mu);
             s->n_queued--;

@@ -100,11 +100,22 @@ INFER_API infer_status infer_session_create(const infer_session_params *pin, inf
         st = infer_err(INFER_EIO, "cannot create the session's eventfd");
         goto fail_mem;
     }
+    rng_seed(&s->route_rng, uv_hrtime());
     st = backend_create(p.backend, p.n_threads, &s->be);
     if (st) goto fail_fd;
+    st = metrics_init(&s->mx);
+    if (st) {
+        backend_destroy(s->be);
+        goto fail_fd;
+    }
     if (uv_mutex_init(&s->mu) != 0) { st = infer_err(INFER_ENOMEM, "cannot create a mutex"); goto fail_be; }
     if (uv_cond_init(&s->work_cv) != 0) { st = infer_err(INFER_ENOMEM, "cannot create a condition"); goto fail_mu; }
     if (uv_cond_init(&s->ev_cv) != 0) { st = infer_err(INFER_ENOMEM, "cannot create a condition"); goto fail_cv; }
+    if (uv_cond_init(&s->step_cv) != 0) {
+        uv_cond_destroy(&s->ev_cv);
+        st = infer_err(INFER_ENOMEM, "cannot create a condition");
+        goto fail_cv;
+    }
     if (p.threading == INFER_THREADING_ENGINE) {
         st = engine_start(s);
         if (st) goto fail_cv2;
@@ -115,12 +126,14 @@ INFER_API infer_status infer_session_create(const infer_session_params *pin, inf
     return INFER_OK;
 
 fail_cv2:
+    uv_cond_destroy(&s->step_cv);
     uv_cond_destroy(&s->ev_cv);
 fail_cv:
     uv_cond_destroy(&s->work_cv);
 fail_mu:
     uv_mutex_destroy(&s->mu);
 fail_be:
+    metrics_free(&s->mx);
     backend_destroy(s->be);
 fail_fd:
     notify_close(s);
@@ -167,8 +180,11 @@ INFER_API void infer_session_destroy(infer_session *s)
     free(s->step_seqs);
     free(s->step_chunk);
     batch_free(&s->b);
+    router_free(s);
+    metrics_free(&s->mx);
     backend_destroy(s->be);
     notify_close(s);
+    uv_cond_destroy(&s->step_cv);
     uv_cond_destroy(&s->ev_cv);
     uv_cond_destroy(&s->work_cv);
     uv_mutex_destroy(&s->mu);
@@ -180,108 +196,3 @@ INFER_API int infer_session_fd(const infer_session *s)
     return s ? s->efd : -1;
 }
 
-/* ------------------------------------------------------------------------------- models */
-
-/* Newest version of `name` (or exactly `version`); NULL if none. Under mu. */
-static infer_model *find_model_locked(infer_session *s, const char *name, const char *version)
-{
-    for (int i = s->n_models - 1; i >= 0; i--) {
-        infer_model *m = s->models[i];
-        if (strcmp(m->name, name) == 0 && (!version || strcmp(m->version, version) == 0)) return m;
-    }
-    return NULL;
-}
-
-static infer_status not_found(const char *name, const char *version)
-{
-    if (version) return infer_err(INFER_ENOTFOUND, "no model '%s' version '%s' is loaded", name, version);
-    return infer_err(INFER_ENOTFOUND, "no model named '%s' is loaded", name);
-}
-
-INFER_API infer_status infer_model_load(infer_session *s, const char *name, const char *version,
-                                        const char *path, const infer_model_params *pin)
-{
-    infer_err_clear();
-    if (!s || !name || !*name || !path)
-        return infer_err(INFER_EINVAL, "infer_model_load: session, a non-empty name and a path are required");
-    if (!version) version = "1";
-    infer_model_params mp;
-    infer_model_params_init(&mp);
-    if (pin) {
-        infer_status st = copy_versioned(&mp, sizeof mp, pin, pin->size, "infer_model_params");
-        if (st) return st;
-        if (mp.max_running < 0)
-            return infer_err(INFER_EINVAL, "model params: max_running = %d must be >= 0", mp.max_running);
-    }
-    uv_mutex_lock(&s->mu);
-    int dup = find_model_locked(s, name, version) != NULL;
-    uv_mutex_unlock(&s->mu);
-    if (dup) return infer_err(INFER_EINVAL, "model '%s' version '%s' is already loaded", name, version);
-
-    infer_model *m;
-    infer_status st = model_load(path, &mp, s->p.kv_cache_bytes, s->p.kv_block_tokens, s->p.prefix_cache, &m);
-    if (st) return st;
-    m->name = infer_strdup(name);
-    m->version = infer_strdup(version);
-    if (!m->name || !m->version) {
-        model_unref(m);
-        return infer_err(INFER_ENOMEM, "out of memory");
-    }
-    uv_mutex_lock(&s->mu);
-    if (find_model_locked(s, name, version)) {
-        st = infer_err(INFER_EINVAL, "model '%s' version '%s' is already loaded", name, version);
-    } else if (s->n_models == s->cap_models) {
-        int cap = s->cap_models ? s->cap_models * 2 : 4;
-        infer_model **v = realloc(s->models, (size_t)cap * sizeof *v);
-        if (v) { s->models = v; s->cap_models = cap; }
-        else st = infer_err(INFER_ENOMEM, "out of memory");
-    }
-    if (!st) {
-        s->models[s->n_models++] = m;
-        s->stats.kv_blocks_total += m->kv.n_blocks;
-    }
-    uv_mutex_unlock(&s->mu);
-    if (st) {
-        model_unref(m);
-        return st;
-    }
-    infer_log(&s->log, INFER_LOG_INFO, "loaded %s@%s from %s: dim %d, %d layers, vocab %d, context %d, %d KV blocks",
-              name, version, path, m->hp.dim, m->hp.n_layers, m->hp.vocab_size, m->hp.seq_len, m->kv.n_blocks);
-    return INFER_OK;
-}
-
-INFER_API infer_status infer_model_unload(infer_session *s, const char *name, const char *version)
-{
-    infer_err_clear();
-    if (!s || !name) return infer_err(INFER_EINVAL, "infer_model_unload: session and name are required");
-    for (int found = 0;; found = 1) {
-        uv_mutex_lock(&s->mu);
-        infer_model *m = find_model_locked(s, name, version);
-        if (m) {
-            /* The engine cancels this model's sequences when it sees the flag. */
-            atomic_store(&m->unloading, 1);
-            s->stats.kv_blocks_total -= m->kv.n_blocks;
-            int i = 0;
-            while (s->models[i] != m) i++;
-            memmove(s->models + i, s->models + i + 1, (size_t)(s->n_models - i - 1) * sizeof *s->models);
-            s->n_models--;
-            uv_cond_signal(&s->work_cv);
-        }
-        uv_mutex_unlock(&s->mu);
-        if (!m) return found ? INFER_OK : not_found(name, version);
-        /* Drop the registry's reference; running sequences hold theirs until they end. */
-        infer_log(&s->log, INFER_LOG_INFO, "unloading %s@%s", m->name, m->version);
-        model_unref(m);
-    }
-}
-
-/* Find a model and take a reference (for a request or a tokenize call). */
-infer_status session_model_get(infer_session *s, const char *name, const char *version, infer_model **out)
-{
-    uv_mutex_lock(&s->mu);
-    infer_model *m = find_model_locked(s, name, version);
-    if (m) model_ref(m);
-    uv_mutex_unlock(&s->mu);
-    *out = m;
-    return m ? INFER_OK : not_found(name, version);
-}

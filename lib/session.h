@@ -13,6 +13,8 @@
 #include <uv.h>
 
 #include "batch.h"
+#include "metrics.h"
+#include "rng.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -40,11 +42,26 @@ typedef struct seq {
     infer_request_kind kind;
     int normalize;             /* INFER_REQ_EMBED */
     int cancel;                /* engine-owned: set when a cancel was seen */
+    int shadow;                /* a mirrored copy: runs, records metrics, emits no events */
+    uint64_t t_admit, t_first; /* uv_hrtime when first scheduled / first token (0 = not yet) */
     uint64_t t_submit;         /* uv_hrtime at submit */
     uint64_t deadline;         /* uv_hrtime after which it times out; 0 = none */
     int priority;
     struct seq *next;          /* waiting list link */
 } seq;
+
+/* A model's routing table (router.c). */
+typedef struct route_entry {
+    char *version;
+    double weight;
+    int shadow;
+} route_entry;
+
+typedef struct route_table {
+    char *name;
+    route_entry *r;
+    int n;
+} route_table;
 
 /* An event with the buffers its pointers refer to. */
 typedef struct ev_item {
@@ -68,6 +85,8 @@ struct infer_session {
     uv_mutex_t mu;
     uv_cond_t work_cv;              /* engine: new work, cancel or stop */
     uv_cond_t ev_cv;                /* pollers: events queued */
+    uv_cond_t step_cv;              /* an engine step ended (unload waits on it) */
+    atomic_long models_resident;    /* loaded models not yet freed (unloaded ones drain) */
     infer_model **models;           /* registry, in load order */
     int n_models, cap_models;
     seq **subq;                     /* submitted, not yet taken by the engine */
@@ -78,6 +97,10 @@ struct infer_session {
     infer_request_id *live;         /* ids submitted and not yet DONE */
     int n_live, cap_live;
     infer_request_id next_id;
+    route_table *routes;            /* per model name (router.c) */
+    int n_routes, cap_routes;
+    rng route_rng;                  /* unkeyed routing draws */
+    metrics mx;                     /* Prometheus metrics (own lock) */
     ev_list evq;                    /* events not yet polled (a FIFO: head index below) */
     size_t ev_head;
     int engine_busy;                /* the engine has waiting or running sequences */
@@ -103,6 +126,16 @@ struct infer_session {
     int64_t step_prompt, step_gen;  /* tokens counted this step, folded into stats */
     int64_t step_hits;              /* prompt tokens taken from the prefix cache this step */
 };
+
+/* router.c: under mu, the version serving a request without a pinned version (NULL if the
+** model is not loaded) and up to max_shadows versions to mirror it to (returns how many). */
+int router_pick_locked(infer_session *s, const char *name, const char *key, infer_model **primary,
+                       infer_model **shadows, int max_shadows);
+void router_free(infer_session *s);
+
+/* registry.c */
+infer_model *registry_find_locked(infer_session *s, const char *name, const char *version);
+infer_status registry_not_found(const char *name, const char *version);
 
 /* session.c */
 infer_status session_model_get(infer_session *s, const char *name, const char *version, infer_model **out);

@@ -5,7 +5,7 @@
 # Used by `make deps`, which `make test` and `make demo` run first.
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-dev libuv1-dev libcmocka-dev valgrind"
+PKGS="build-essential pkg-config libopenblas-dev libuv1-dev libcmocka-dev libcjson-dev valgrind python3 python3-prometheus-client gnuplot-nox"
 
 missing=""
 for p in $PKGS; do

@@ -137,7 +137,7 @@ static void test_errors(void **state)
     assert_non_null(strstr(infer_last_error(s), "nope"));
     size_t n;
     assert_int_equal(infer_tokenize(s, "nope", NULL, "x", 1, NULL, 0, &n), INFER_ENOTFOUND);
-    assert_int_equal(infer_model_unload(s, "nope", NULL), INFER_ENOTFOUND);
+    assert_int_equal(infer_model_unload(s, "nope", NULL, INFER_UNLOAD_WAIT), INFER_ENOTFOUND);
     assert_int_equal(infer_cancel(s, 12345), INFER_ENOTFOUND);
 
     /* a prompt over the 512-token context */
@@ -375,7 +375,7 @@ static void test_two_sessions(void **state)
     infer_request_id id;
     assert_int_equal(infer_submit(a, &rq, &id), INFER_OK);
     assert_int_equal(infer_submit(b, &rq, &id), INFER_OK);
-    assert_int_equal(infer_model_unload(b, "story", NULL), INFER_OK); /* only b's model */
+    assert_int_equal(infer_model_unload(b, "story", NULL, INFER_UNLOAD_CANCEL), INFER_OK); /* only b's model */
     collect(a, &ra, 1);
     collect(b, &rb, 1);
     assert_int_equal(ra.status, INFER_OK);
