@@ -6,6 +6,7 @@
 #   make demo       deps + stream a story from ../shared/models/stories260K.bin
 #   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
+#   make test-python  deps + the Python binding's pytest suite (bindings/python) on $(BUILD)/libinfer.so
 #   make bench      build the benchmarks (bench/*.c -> build/bench/*)
 #   make install PREFIX=/usr/local
 
@@ -33,8 +34,14 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TOOLS := $(BUILD)/infer-generate $(BUILD)/infer-tokenize $(BUILD)/examples/poll_loop
+# The HTTP server (examples/uv_server) needs http_parser's header (libhttp-parser-dev, from deps).
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard examples/uv_server/*.c))
+ifneq ($(wildcard /usr/include/http_parser.h),)
+TOOLS += $(BUILD)/infer-server
+endif
+VENV ?= build/venv
 
-.PHONY: all lib tests bench deps test run-tests demo asan tsan install clean
+.PHONY: all lib tests bench deps test run-tests test-python demo asan tsan install clean test-server
 all: lib $(TOOLS)
 lib: $(BUILD)/libinfer.a $(BUILD)/libinfer.so
 
@@ -64,6 +71,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libinfer.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN/..' $(LDFLAGS)
 
+$(BUILD)/infer-server: $(SERVER_OBJ) $(BUILD)/libinfer.so
+	$(CC) -o $@ $(SERVER_OBJ) -L$(BUILD) -linfer -Wl,-rpath,'$$ORIGIN' $(LDFLAGS) \
+	    $(shell pkg-config --libs libuv libcjson 2>/dev/null) -lhttp_parser
+
 # Test runners link the static library: unit tests reach internal (hidden) symbols.
 $(BUILD)/tests/%: tests/%.c tests/test_util.h $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
@@ -90,11 +101,29 @@ run-tests: all tests
 	if [ $$fail -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
 	echo "make test: all runners passed"
 
+# The Python binding's tests with Debian's python3-pytest (from deps): /usr/bin/python3 when it
+# has pytest, even if another python3 (pyenv, venv) comes first on PATH.
+test-python: deps
+	@$(MAKE) --no-print-directory lib
+	@py=python3; if /usr/bin/python3 -c 'import pytest' 2>/dev/null; then py=/usr/bin/python3; fi; \
+	LIBINFER_PATH=$(abspath $(BUILD))/libinfer.so PYTHONPATH=bindings/python INFER_SHARED=$(SHARED) CC="$(CC)" \
+	    PYTHONDONTWRITEBYTECODE=1 $$py -m pytest -q -p no:cacheprovider bindings/python/tests
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@echo "demo: model $(SHARED)/models/stories260K.bin (llama2.c stories260K, Karpathy's TinyStories model, MIT)"
 	$(BUILD)/infer-generate -m $(SHARED)/models/stories260K.bin -z $(SHARED)/models/tok512.bin \
 	    -p "Once upon a time" -n 200 --temp 0.8 --seed 42
+
+# The server end to end: the official openai client (PyPI, into $(VENV) once) against
+# build/infer-server on 127.0.0.1 (INFER_SERVER_BIN overrides the binary, e.g. an ASan build).
+test-server: deps
+	@$(MAKE) --no-print-directory $(BUILD)/infer-server
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import openai, pytest, prometheus_client' 2>/dev/null || \
+	    $(VENV)/bin/pip install -q openai pytest prometheus_client
+	INFER_SERVER_BIN=$${INFER_SERVER_BIN:-$(BUILD)/infer-server} INFER_SHARED=$(SHARED) INFER_BUILD_DIR=$(BUILD) \
+	    $(VENV)/bin/pytest -q tests/test_server.py
 
 asan: deps
 	@$(MAKE) --no-print-directory run-tests BUILD=build-asan OPT=-O1 \
@@ -115,4 +144,4 @@ install: lib
 clean:
 	rm -rf build build-asan build-tsan
 
--include $(LIB_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d)

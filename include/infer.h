@@ -168,10 +168,16 @@ INFER_API void infer_model_params_init(infer_model_params *p);
 
 /*
 ** infer_model_load: load the model at `path` under `name` and `version` (NULL = "1") into the
-** session; `p` may be NULL for the defaults. Formats: llama2.c checkpoints (.bin, shared or
-** unshared classifier) with their tokenizer.bin. The file is memory-mapped and every header
-** field and size is checked against the file before use. The model gets its own KV pool of
-** kv_cache_bytes (session params).
+** session; `p` may be NULL for the defaults. The format is detected from the path:
+**  - a GGUF file (llama.cpp's format): architectures llama (Llama 2/3, Mistral, SmolLM) and
+**    qwen2; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors; the tokenizer and chat
+**    template stored in the file. A vocabulary-only GGUF loads as a tokenizer (tokenize only);
+**  - a Hugging Face directory (or its config.json / a .safetensors file in it): config.json
+**    (Llama, Mistral, Qwen2 for generation; BertModel for embeddings), *.safetensors shards
+**    (F32, F16, BF16), tokenizer.json, generation_config.json;
+**  - a llama2.c checkpoint (.bin, shared or unshared classifier) with its tokenizer.bin.
+** Files are memory-mapped and every header field, offset and size is checked before use.
+** A generating model gets its own KV pool of kv_cache_bytes (session params).
 ** Returns INFER_OK, INFER_EINVAL (bad name/arguments, or name+version already loaded),
 ** INFER_EIO (cannot open/map), INFER_EFORMAT (malformed file; infer_last_error names the file,
 ** field and offset), INFER_ENOMEM (including a KV pool too small for one block).

@@ -179,6 +179,8 @@ INFER_API void infer_session_destroy(infer_session *s)
     free(s->running);
     free(s->step_seqs);
     free(s->step_chunk);
+    sb_free(&s->piece);
+    sb_free(&s->text);
     batch_free(&s->b);
     router_free(s);
     metrics_free(&s->mx);

@@ -153,6 +153,14 @@ static void add_end(tokenizer *t, int32_t id)
     t->n_end++;
 }
 
+/* Add one more end-of-generation id (Hugging Face generation_config.json eos_token_id). */
+infer_status tok_add_end_token(tokenizer *t, int32_t id)
+{
+    if (!t || id < 0 || id >= t->n_vocab) return infer_err(INFER_EINVAL, "end token id %d is outside the vocab", id);
+    add_end(t, id);
+    return INFER_OK;
+}
+
 /* llama.cpp's end-of-generation texts (llama_vocab::impl::load), plus <|end_of_text|>. */
 static const char *const EOG_TEXTS[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                         "<EOT>", "<|eom_id|>", "<|end_of_text|>"};

@@ -289,6 +289,9 @@ infer_status tok_alloc_vocab(tokenizer *t, int32_t n, size_t blob_bytes, int wit
 infer_status tok_index_vocab(tokenizer *t, int last_wins);
 /* Build spec_ids / end_ids from type[] and special[]. */
 infer_status tok_index_specials(tokenizer *t);
+/* Add id to end_ids (kept sorted, no duplicates, at most TOK_MAX_END); INFER_EINVAL when out of
+** range. Call after tok_index_specials. */
+infer_status tok_add_end_token(tokenizer *t, int32_t id);
 
 /* Per-family pieces (tok_spm.c, tok_bpe.c, tok_wordpiece.c). Encoders append to *o. */
 infer_status tok_llama2c_encode(const tokenizer *t, const char *text, size_t len, int add_bos, int32_t **ids,

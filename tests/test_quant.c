@@ -105,6 +105,9 @@ static double f16_formula(uint16_t h)
 static void test_f16_decode_exhaustive(void **state)
 {
     (void)state;
+#ifdef TQ_X86
+    const int f16c = has_f16c();
+#endif
     for (uint32_t h = 0; h < 65536; h++) {
         float f = f16_to_f32((uint16_t)h);
         int e = (h >> 10) & 31, m = h & 1023;
@@ -116,7 +119,7 @@ static void test_f16_decode_exhaustive(void **state)
             assert_int_equal(signbit(f) != 0, h >> 15);   /* -0 stays -0 */
         }
 #ifdef TQ_X86
-        if (has_f16c()) {
+        if (f16c) {
             /* bit-identical to vcvtph2ps, NaN payloads and quieting included */
             float hw = hw_f16_to_f32((uint16_t)h);
             assert_int_equal(f_bits(f), f_bits(hw));
@@ -349,6 +352,58 @@ static void test_quant_exact_grid(void **state)
     quantize_row(DT_Q4_1, x, buf, 64);
     dequantize_row(DT_Q4_1, buf, y, 64);
     for (int j = 0; j < 64; j++) assert_true(x[j] == y[j]);
+}
+
+/* Bit-exactness with ggml's reference quantizers (quantize_row_q8_0_ref, _q4_0_ref, _q4_1_ref,
+** _q4_K_ref, _q6_K_ref in ggml-quants.c) and with IEEE round-to-nearest-even halves: the
+** hashes below are of ggml's own output for this input, computed once with ggml's C source
+** built without FMA contraction (F16/BF16: numpy's float16 and gguf-py's bf16). The input uses
+** exact float arithmetic only, so no libm difference can move it. Includes an all-zero block of
+** -0.0 values, where ggml keeps d (Q4_0) and m (Q4_1) as -0. */
+static void golden_input(float *x, int n)
+{
+    static const float scale[8] = {0.02f, 1e-4f, 3.0f, 0.5f, 0.02f, 1.0f, 0.05f, 0.0f};
+    uint32_t s = 1;
+    for (int i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        int blk = (i / 256) % 8;
+        float v = (float)(int32_t)s * 0x1p-31f;
+        if (blk == 3) v = v < 0 ? -v + 0.25f : v + 0.25f;   /* all positive, offset */
+        if (blk == 4 && (s >> 27) == 0) v *= 40.f;             /* rare outliers */
+        if (blk == 6) v = (float)((int)(v * 8)) / 8;           /* coarse grid */
+        x[i] = v * scale[blk];
+    }
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void test_quant_matches_ggml(void **state)
+{
+    (void)state;
+    enum { N = 256 * 64 };
+    static const struct { dtype t; uint64_t hash; } want[] = {
+        {DT_Q8_0, 0x543971e114793eabull}, {DT_Q4_0, 0x9d8e46532a81c156ull}, {DT_Q4_1, 0xc9b655fca31aca77ull},
+        {DT_Q4_K, 0x703d83c1cde5be0cull}, {DT_Q6_K, 0x84ee6defee20f147ull}, {DT_F16, 0x2781931eba22708dull},
+        {DT_BF16, 0x3cc35c42d01b3cc2ull},
+    };
+    float *x = malloc(sizeof(float) * N);
+    uint8_t *q = malloc(2 * N);
+    golden_input(x, N);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        quantize_row(want[i].t, x, q, N);
+        uint64_t h = fnv1a(q, dtype_row_bytes(want[i].t, N));
+        if (h != want[i].hash)
+            fail_msg("%s: quantize_row output hash %016llx, ggml's is %016llx", dtype_name(want[i].t),
+                     (unsigned long long)h, (unsigned long long)want[i].hash);
+    }
+    free(x);
+    free(q);
 }
 
 /* Per-format worst-case error of quantize -> dequantize. Q8_0: d/2 for the rounding plus
@@ -626,7 +681,8 @@ static void test_matmul_all(void **state)
         const dtype ty = ALL_TYPES[t];
         const int be = dtype_block_elems(ty);
         /* float types also get lengths that are no multiple of any vector width */
-        const int ks_q[] = {be, 2 * be > 256 ? 512 : 256, 2048}, ks_f[] = {1, 77, 300, 1000};
+        /* 7 blocks: the 4-block steps of the 32-block kernels plus a tail of 3 */
+        const int ks_q[] = {be, 7 * be, 2048}, ks_f[] = {1, 77, 300, 1000};
         const int *ks = be == 1 ? ks_f : ks_q;
         const int nk = be == 1 ? 4 : 3;
         for (int ki = 0; ki < nk; ki++) {
@@ -664,8 +720,10 @@ static void test_matmul_all(void **state)
 static void test_batch_invariance(void **state)
 {
     (void)state;
-    const int n = 203, k = 768;
+    const int n = 203;
     for (size_t t = 0; t < N_TYPES; t++) {
+        /* an odd number of blocks (23 of 32, 3 of 256) or of elements, so tails are included */
+        const int be = dtype_block_elems(ALL_TYPES[t]), k = be == 1 ? 737 : be == 32 ? 736 : 768;
         wmat w;
         wmat_make(&w, ALL_TYPES[t], n, k, 0);
         for (int m = 5; m <= 7; m += 2) {
@@ -744,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_known_blocks),
         cmocka_unit_test(test_q4k_scales),
         cmocka_unit_test(test_quant_exact_grid),
+        cmocka_unit_test(test_quant_matches_ggml),
         cmocka_unit_test(test_quant_error_bounds),
         cmocka_unit_test(test_act_levels_identical),
         cmocka_unit_test(test_matmul_all),

@@ -168,42 +168,51 @@ INLINE T256 float mm256_hsum(__m256 v)
 /* Lane masks for the k tail: 8 - t loads starting at mm256_tail + t give t leading ones. */
 static const int32_t mm256_tail[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
+#ifndef MM_ACC2
+#define MM_ACC2 2
+#endif
+#ifndef MM_R256
+#define MM_R256 4
+#endif
+
 INLINE T256 void mm256_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
-    __m256 acc[2][4];
-#pragma GCC unroll 2
+    __m256 acc[MM_R256][MM_ACC2];
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+        for (int c = 0; c < MM_ACC2; c++) acc[r][c] = _mm256_setzero_ps();
 
     int j = 0;
-    for (; j + 32 <= k; j += 32) {
-        __m256 wv[4];
+    for (; j + 8 * MM_ACC2 <= k; j += 8 * MM_ACC2) {
+        __m256 wv[MM_ACC2];
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) wv[c] = _mm256_loadu_ps(w + j + 8 * c);
-#pragma GCC unroll 2
+        for (int c = 0; c < MM_ACC2; c++) wv[c] = _mm256_loadu_ps(w + j + 8 * c);
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(xr + 8 * c), acc[r][c]);
+            for (int c = 0; c < MM_ACC2; c++) acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(xr + 8 * c), acc[r][c]);
         }
     }
     for (; j + 8 <= k; j += 8) {
         __m256 wv = _mm256_loadu_ps(w + j);
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + j), acc[r][0]);
     }
     if (j < k) {
         const __m256i mask = _mm256_loadu_si256((const __m256i *)(mm256_tail + 8 - (k - j)));
         __m256 wv = _mm256_maskload_ps(w + j, mask);
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             acc[r][0] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + (size_t)r * k + j, mask), acc[r][0]);
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-        __m256 s = _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3]));
+        __m256 s = acc[r][0];
+#pragma GCC unroll 4
+        for (int c = 1; c < MM_ACC2; c++) s = _mm256_add_ps(s, acc[r][c]);
         y[(size_t)r * ldy] = mm256_hsum(s);
     }
 }
@@ -214,8 +223,15 @@ static T256 void mm_rows_avx2(float *y, const float *x, const float *w, int m, i
     for (int i = n0; i < n1; i++) {
         const float *wi = w + (size_t)i * k;
         int r = 0;
-        for (; r + 2 <= m; r += 2) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2);
-        if (r < m) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1);
+        for (; r + MM_R256 <= m; r += MM_R256) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R256);
+        switch (m - r) {
+#if MM_R256 > 3
+        case 3: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 3); break;
+        case 2: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2); break;
+#endif
+        case 1: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1); break;
+        default: break;
+        }
     }
 }
 

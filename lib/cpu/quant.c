@@ -2,44 +2,55 @@
 ** quant.c — ops_matmul_t: picks the kernel for (dtype, SIMD level), quantizes the activations
 ** once per call, tiles and threads the work.
 **
-** Work split: threads take contiguous ranges of W rows (multiples of QM_ROW_ALIGN, so no two
-** write the same cache line of y). Within its range a thread walks W in tiles of at most
-** QM_TILE_BYTES and, for each tile, all x rows (the kernel groups them by 2-4 so a W block is
-** unpacked once per group). For m <= 4 that is a single sequential pass over W; for larger m
-** the tile is re-read from L1, not from memory: W is streamed from DRAM once per call.
+** Work split: threads claim chunks of W rows (about QM_CHUNK_BYTES of weights, a multiple of
+** QM_ROW_ALIGN rows so no two threads write the same cache line of y) from an atomic counter,
+** rather than a fixed half each: when the machine is shared and one thread is descheduled,
+** the others take over its chunks instead of the whole call waiting a time slice for it.
+** Within a chunk a thread walks W in tiles of at most QM_TILE_BYTES and, for each tile, all x
+** rows (the kernel groups them by 2-4 so a W block is unpacked once per group). For m <= 4
+** that is a sequential pass over each chunk; for larger m the tile is re-read from L1, not
+** from memory: W is streamed from DRAM once per call. Which thread computes a row does not
+** change its bits.
 **
-** Scratch: the int8 activations of a decode step (m = 1..4 rows of k <= ~8k) fit in a stack
-** buffer; larger batches malloc per call (measured: a few hundred ns against a matmul of
-** tens of µs or more). If malloc fails, the rows are done in groups that fit the stack buffer,
-** which re-reads W per group but cannot fail; a row too long even for that goes through the
-** reference. So the function has no error path.
+** Scratch: quantized activations take ~1.4 bytes per value, so a decode step's (one row of
+** k <= 11k, or four of k <= 2.8k) fit a 16 KiB stack buffer; larger batches malloc per call
+** (measured 30-80 ns for 22 KiB to 1.4 MiB once glibc's mmap threshold has adapted, against
+** a matmul of tens of µs at least). If malloc fails, the rows are done in groups that fit the
+** stack buffer, which re-reads W per group but cannot fail; a row too long even for that goes
+** through the reference. So the function has no error path.
 */
 #include "quant.h"
 
 #include "ops.h"
 #include "ops_simd.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
-
-#ifdef QUANT_X86
-#include <cpuid.h>
-#endif
 
 /* Stack scratch for quantized activations. */
 #define QM_STACK_BYTES (16 * 1024)
 /* A W tile small enough to stay in L1 (32-48 KiB) next to a group of x rows. */
 #define QM_TILE_BYTES (12 * 1024)
 #define QM_ROW_ALIGN 16
+/* Work unit of the threads: small enough that a descheduled thread leaves little behind, large
+** enough (~µs) that claiming it costs nothing and the prefetchers see long streams. */
+#define QM_CHUNK_BYTES (48 * 1024)
 /* Below this many weight bytes a matmul takes a couple of µs: run it on the caller alone. */
 #define QM_INLINE_BYTES (32 * 1024)
 
 #ifdef QUANT_X86
-/* CPUID.1:ECX.F16C, read directly: clang's __builtin_cpu_supports does not know "f16c". It
-** needs no OS support beyond the AVX state that the avx2/avx512 checks already cover. */
+/* F16C. Not the CPUID instruction itself: this runs on every call, and CPUID traps to the
+** hypervisor in a VM (measured ~10 µs, as long as a whole decode-size matmul), whereas
+** __builtin_cpu_supports reads what libgcc cached at start-up. clang (up to 16 at least) does
+** not know "f16c" there; every CPU with AVX2 has F16C (Ivy Bridge and Piledriver brought it,
+** before AVX2), so there the AVX2 check stands for it. */
 static int has_f16c(void)
 {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#if defined(__clang__)
+    return 1;
+#else
+    return __builtin_cpu_supports("f16c");
+#endif
 }
 #endif
 
@@ -162,27 +173,37 @@ typedef struct qm_task {
     quant_rows_fn fn;
     qjob jb;
     int n, m;
-    int chunk;   /* W rows per thread */
-    int tile;    /* W rows per L1 tile */
+    int chunk;          /* W rows per claim */
+    int tile;           /* W rows per L1 tile */
+    atomic_int next;    /* next chunk to claim */
 } qm_task;
 
 static void qm_worker(void *arg, int ith, int nth)
 {
-    const qm_task *t = arg;
-    int n0 = ith * t->chunk, n1 = INFER_MIN(t->n, n0 + t->chunk);
-    for (int i = n0; i < n1; i += t->tile) t->fn(&t->jb, i, INFER_MIN(n1, i + t->tile), 0, t->m);
+    qm_task *t = arg;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int n0 = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed) * t->chunk;
+        if (n0 >= t->n) return;
+        int n1 = INFER_MIN(t->n, n0 + t->chunk);
+        for (int i = n0; i < n1; i += t->tile) t->fn(&t->jb, i, INFER_MIN(n1, i + t->tile), 0, t->m);
+    }
 }
 
 static void qm_run(threadpool *tp, qm_task *t)
 {
     int nth = tp ? tp_size(tp) : 1;
+    atomic_store_explicit(&t->next, 0, memory_order_relaxed);   /* tp_run publishes it */
     if (nth == 1 || (size_t)t->n * t->jb.row_bytes < QM_INLINE_BYTES) {
         t->chunk = t->n;
         qm_worker(t, 0, 1);
         return;
     }
-    int per = (t->n + nth - 1) / nth;
-    t->chunk = (per + QM_ROW_ALIGN - 1) / QM_ROW_ALIGN * QM_ROW_ALIGN;
+    /* at least 4 chunks per thread so the load can even out, rows a multiple of the alignment */
+    size_t rows = QM_CHUNK_BYTES / t->jb.row_bytes;
+    rows = INFER_MIN(rows, (size_t)(t->n + 4 * nth - 1) / (size_t)(4 * nth));
+    t->chunk = (int)INFER_MAX((size_t)QM_ROW_ALIGN, (rows + QM_ROW_ALIGN - 1) / QM_ROW_ALIGN * QM_ROW_ALIGN);
     tp_run(tp, qm_worker, t);
 }
 
@@ -203,8 +224,9 @@ void ops_matmul_t_level(quant_level level, threadpool *tp, float *y, const float
         return;
     }
     quant_rows_fn fn = quant_kernel(w->type, level);
-    if (!fn) return;   /* unknown type: the loader rejects these */
-    qm_task t = {fn, {y, n, x, NULL, w->data, dtype_row_bytes(w->type, k), k}, n, m, 0, 1};
+    /* unknown type, or k not a whole number of blocks: the loaders reject both */
+    if (!fn || dtype_row_bytes(w->type, k) == 0) return;
+    qm_task t = {fn, {y, n, x, NULL, w->data, dtype_row_bytes(w->type, k), k}, n, m, 0, 1, 0};
     t.tile = (int)INFER_MAX((size_t)1, QM_TILE_BYTES / t.jb.row_bytes);
 
     const int blk = quant_act_blk(w->type);
