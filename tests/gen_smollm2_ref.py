@@ -30,6 +30,7 @@ File format (one record a line; text as lowercase UTF-8 hex, "-" for the empty s
   prompt_ids N id...               its prompt ids (chat: rendered, specials parsed)
   gen_ids N id...                  greedy tokens
   tf_steps N                       steps that can be teacher-forced (see below)
+  tf_text HEX                      the prompt + the text of the first tf_steps - 1 tokens
   gen_top2 N id...                 the runner-up token at each step
   gen_margin N m...                top-1 minus top-2 logit at each generated step
   gen_logit N l...                 the top-1 logit at each step
@@ -294,7 +295,8 @@ def main():
             lines.append(f"gen_chat {g[1]} {hexs(g[2])}")
         out, second, margin, top = greedy(model, ids, N_GEN)
         tf = teacher_forcing_steps(tk, g[1], ids, out, set(control_tokens(r, tokens))) if g[0] == "prompt" else 0
-        lines += [ids_line("prompt_ids", ids), ids_line("gen_ids", out), f"tf_steps {tf}", ids_line("gen_top2", second),
+        lines += [ids_line("prompt_ids", ids), ids_line("gen_ids", out), f"tf_steps {tf}",
+                  f"tf_text {hexs(g[1] + tk.decode(out[:tf - 1])) if tf else '-'}", ids_line("gen_top2", second),
                   ids_line("gen_margin", margin, "%.4f"), ids_line("gen_logit", top, "%.4f")]
         print(repr(g[-1]), "->", repr(tk.decode(out)), "min margin %.4f" % min(margin), file=sys.stderr)
 

@@ -4,13 +4,19 @@
 ** independent code (Hugging Face `tokenizers` built from the GGUF's vocab and merges; a numpy
 ** float64 Llama forward pass over weights dequantized by the `gguf` package):
 **   (a) infer_tokenize(add_bos = 0) gives the reference ids for 50 varied strings;
-**   (b) greedy generation (5 prompts x 64 tokens, end tokens ignored) gives the reference
-**       tokens. Our Q4_1/Q8_0 kernels quantize activations to 8 bits, so logits differ from
-**       the float64 reference by a little: a step whose reference top-1/top-2 margin is at most
-**       MARGIN_TOL is a near-tie and is not compared; if the two sides pick differently there,
-**       the rest of that prompt follows another prefix and is not compared either;
+**   (b) greedy generation, 5 prompts x 64 tokens (end tokens ignored, all five batched), gives
+**       the reference tokens up to the first step where the two sides part at a near-tie;
+**   (b') teacher forcing: a raw prompt followed by the reference continuation's text, fed as one
+**       prompt, has the reference token as argmax at each position that is not a near-tie;
 **   (c) a chat request (messages, the model's ChatML template) gives a non-empty answer that
 **       ends at <|im_end|> with INFER_FINISH_STOP.
+** Near-ties: our quantized matmuls round activations to int8 per block of 32 (llama.cpp's
+** q8_0/q8_1 scheme), the reference keeps them in float64. On this model that alone moves
+** logits by up to ~1.2 (a numpy emulation of the same rounding moves them as much, and one
+** flipped int8 value can), so a step whose reference top-1/top-2 margin is at most MARGIN_TOL
+** is not compared (measured here: |our margin - reference margin| rms 0.16, max 0.51).
+** With ops_ref_matmul_t (no activation rounding) linked in place of ops_matmul_t, our logits
+** equal the float64 reference's to 3e-5 and all 320 greedy tokens match.
 ** The model is build/models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch_test_models.sh)
 ** or $INFER_SMOLLM2; without it every test prints "skipped: ..." and passes.
 */
@@ -22,7 +28,9 @@
 
 #define REF_FILE "tests/data/smollm2_ref.txt"
 #define DEFAULT_MODEL "build/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define MARGIN_TOL 0.05f
+#ifndef MARGIN_TOL
+#define MARGIN_TOL 0.75f /* see the header; -DMARGIN_TOL=... to experiment */
+#endif
 #define N_GEN 64
 #define MAX_PROMPTS 8
 #define IM_END 2 /* "<|im_end|>" in SmolLM2's vocab (checked against the reference chat prompt) */
@@ -31,8 +39,10 @@ typedef struct gen_ref {
     char *prompt;        /* raw prompt, or the user message of a chat prompt */
     int chat;            /* 1: send as messages = [{role, prompt}] */
     char role[16];
-    int32_t *prompt_ids, *ids;
-    size_t n_prompt, n_ids;
+    int32_t *prompt_ids, *ids, *top2;
+    size_t n_prompt, n_ids, n_top2;
+    int tf_steps;        /* steps that teacher forcing can check (0 for the chat prompt) */
+    char *tf_text;       /* prompt + text of the first tf_steps - 1 reference tokens */
     float margin[N_GEN], logit[N_GEN];
 } gen_ref;
 
@@ -81,6 +91,14 @@ static void parse_gen_refs(void)
         } else if (cur && !strncmp(line, "gen_ids ", 8)) {
             cur->ids = parse_ids(line + 8, &cur->n_ids);
             assert_int_equal(cur->n_ids, N_GEN);
+        } else if (cur && !strncmp(line, "gen_top2 ", 9)) {
+            cur->top2 = parse_ids(line + 9, &cur->n_top2);
+            assert_int_equal(cur->n_top2, N_GEN);
+        } else if (cur && !strncmp(line, "tf_steps ", 9)) {
+            cur->tf_steps = atoi(line + 9);
+            assert_true(cur->tf_steps >= 0 && cur->tf_steps <= N_GEN);
+        } else if (cur && !strncmp(line, "tf_text ", 8)) {
+            cur->tf_text = strcmp(line + 8, "-") ? hex_decode(line + 8, NULL) : NULL;
         } else if (cur && !strncmp(line, "gen_margin ", 11)) {
             parse_floats(line + 11, cur->margin, N_GEN);
         } else if (cur && !strncmp(line, "gen_logit ", 10)) {
@@ -120,6 +138,8 @@ static int teardown(void **state)
         free(g.gen[i].prompt);
         free(g.gen[i].prompt_ids);
         free(g.gen[i].ids);
+        free(g.gen[i].top2);
+        free(g.gen[i].tf_text);
     }
     infer_session_destroy(g.s);
     free(g.ref);
@@ -282,8 +302,8 @@ static void test_greedy_5x64(void **state)
                                   p, shown(r->prompt), s, o->ids[s], r->ids[s], (double)r->margin[s], r->ids[s],
                                   (double)o->ref_logit[s], (double)r->logit[s]);
                 } else {
-                    printf("    prompt %d: steps %d..%d not compared: a near-tie at step %d (reference margin "
-                           "%.4f, ours %.4f) went to %d, reference %d\n",
+                    printf("    prompt %d: steps %d..%d not compared: a near-tie at step %d (top-2 margin: "
+                           "reference %.4f, ours %.4f) went to %d, reference %d\n",
                            p, s, N_GEN - 1, s, (double)r->margin[s], (double)o->margin[s], o->ids[s], r->ids[s]);
                 }
                 lost += N_GEN - s;
@@ -299,7 +319,87 @@ static void test_greedy_5x64(void **state)
            "%d after a near-tie divergence; max |logit - reference| %.3f\n",
            compared, g.n_gen * N_GEN, (double)MARGIN_TOL, near_ties, lost, (double)worst_logit);
     assert_int_equal(bad, 0);
-    assert_true(compared >= g.n_gen * N_GEN / 2);
+}
+
+/* Teacher forcing: the prompt followed by the reference continuation's text, as one prompt;
+** the logits at its last tf_steps positions must pick the reference token wherever the
+** reference margin exceeds MARGIN_TOL. Errors are measured on the reference's top two. */
+static void test_teacher_forced(void **state)
+{
+    (void)state;
+    skip_without_model();
+    int compared = 0, steps = 0, bad = 0;
+    float worst_logit = 0, worst_margin = 0;
+    double sq_margin = 0;
+    static float top1_logit[N_GEN], our_margin[N_GEN];
+    static int32_t argmax[N_GEN];
+    for (int p = 0; p < g.n_gen; p++) {
+        gen_ref *r = &g.gen[p];
+        if (!r->tf_steps) continue;
+        int n = r->tf_steps;
+        assert_non_null(r->tf_text);
+        /* the text encodes back to the prompt ids + the first n - 1 reference tokens */
+        size_t n_ids;
+        int32_t ids[512];
+        assert_int_equal(infer_tokenize(g.s, "smol", NULL, r->tf_text, 0, ids, 512, &n_ids), INFER_OK);
+        assert_int_equal(n_ids, r->n_prompt + (size_t)n - 1);
+        assert_memory_equal(ids, r->prompt_ids, r->n_prompt * sizeof(int32_t));
+        assert_memory_equal(ids + r->n_prompt, r->ids, (size_t)(n - 1) * sizeof(int32_t));
+
+        infer_request rq;
+        infer_request_init(&rq);
+        rq.model = "smol";
+        rq.prompt = r->tf_text;
+        rq.add_bos = 0;
+        rq.max_tokens = 1;
+        rq.temperature = 0;
+        rq.ignore_eos = 1;
+        rq.want_logits = 1;
+        infer_request_id id;
+        assert_int_equal(infer_submit(g.s, &rq, &id), INFER_OK);
+        int done = 0, seen = 0;
+        infer_event ev[16];
+        while (!done) {
+            int k = infer_poll(g.s, ev, 16, 60000);
+            assert_true(k > 0);
+            for (int i = 0; i < k; i++) {
+                if (ev[i].type == INFER_EVENT_LOGITS) {
+                    int s = ev[i].pos + 1 - (int)r->n_prompt;
+                    if (s < 0 || s >= n) continue;
+                    const float *l = ev[i].logits;
+                    int a = 0;
+                    for (int v = 1; v < ev[i].n_logits; v++) if (l[v] > l[a]) a = v;
+                    argmax[s] = a;
+                    top1_logit[s] = l[r->ids[s]];
+                    our_margin[s] = l[r->ids[s]] - l[r->top2[s]];
+                    seen++;
+                }
+                done |= ev[i].type == INFER_EVENT_DONE;
+            }
+        }
+        assert_int_equal(seen, n);
+        for (int s = 0; s < n; s++) {
+            float el = fabsf(top1_logit[s] - r->logit[s]), em = fabsf(our_margin[s] - r->margin[s]);
+            if (el > worst_logit) worst_logit = el;
+            if (em > worst_margin) worst_margin = em;
+            sq_margin += (double)em * em;
+            if (r->margin[s] <= MARGIN_TOL) continue;
+            compared++;
+            if (argmax[s] != r->ids[s]) {
+                bad++;
+                print_message("teacher-forced prompt %d \"%s\" step %d: argmax %d, expected %d (reference margin "
+                              "%.4f, ours %.4f)\n", p, shown(r->prompt), s, argmax[s], r->ids[s],
+                              (double)r->margin[s], (double)our_margin[s]);
+            }
+        }
+        steps += n;
+    }
+    printf("    teacher-forced: %d of %d steps compared (reference margin > %.2f), %d differ; max |logit - "
+           "reference| %.3f; |margin - reference| (top two) max %.3f, rms %.3f\n",
+           compared, steps, (double)MARGIN_TOL, bad, (double)worst_logit, (double)worst_margin,
+           steps ? sqrt(sq_margin / steps) : 0.0);
+    assert_int_equal(bad, 0);
+    assert_true(steps >= 200 && compared >= 150); /* what the reference file holds */
 }
 
 /* ------------------------------------------------------------------ (c) chat */
@@ -349,6 +449,7 @@ static void test_chat_stops_at_im_end(void **state)
             }
         }
     }
+    assert_true(tl > 0);
     assert_int_equal(last, IM_END);
     assert_non_null(strstr(text, "Paris"));
     assert_null(strstr(text, "<|im_")); /* control tokens print nothing */
@@ -359,6 +460,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenize_50_strings),
         cmocka_unit_test(test_greedy_5x64),
+        cmocka_unit_test(test_teacher_forced),
         cmocka_unit_test(test_chat_stops_at_im_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
