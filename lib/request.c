@@ -290,8 +290,10 @@ INFER_API infer_status infer_submit(infer_session *s, const infer_request *rin, 
         if (v) { s->live = v; s->cap_live = cap; }
         else st = infer_err(INFER_ENOMEM, "out of memory");
     }
+    infer_request_id qid = 0;
     if (!st) {
-        q->id = s->next_id++;
+        /* q belongs to the engine once queued (it may even be freed before we return) */
+        qid = q->id = s->next_id++;
         s->live[s->n_live++] = q->id;
         s->subq[s->n_subq++] = q;
         s->n_queued++;
@@ -313,7 +315,7 @@ INFER_API infer_status infer_submit(infer_session *s, const infer_request *rin, 
         seq_free(q);
         return st;
     }
-    *id = q->id;
+    *id = qid;
     return INFER_OK;
 }
 
