@@ -316,7 +316,7 @@ def test_body_too_large_is_413(srv):
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     try:
         conn.request("POST", "/v1/completions", body=iter([b"x" * 700000, b"y" * 700000]),
-                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+                     encode_chunked=True, headers={"Content-Type": "application/json"})
         assert conn.getresponse().status == 413
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server may close before the client finished sending
