@@ -84,6 +84,8 @@ int quant_act_blk(dtype t)
     }
 }
 
+int quant_act_pairs(dtype t) { return t == DT_Q4_0 || t == DT_Q4_1; }
+
 /* ---- activation scratch ---- */
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -96,12 +98,13 @@ size_t qact_bytes(int m, int k, int blk)
            align64((size_t)m * (k / 16) * sizeof(int16_t));
 }
 
-void qact_init(qact *a, void *mem, int m, int k, int blk)
+void qact_init(qact *a, void *mem, int m, int k, int blk, int pairs)
 {
     size_t nb = (size_t)m * (size_t)(k / blk);
     char *p = mem;
     a->k = k;
     a->blk = blk;
+    a->pairs = blk == QK_32 && pairs;
     a->qs = (int8_t *)p;
     p += align64((size_t)m * k);
     a->d = (float *)(void *)p;
@@ -250,7 +253,7 @@ void ops_matmul_t_level(quant_level level, threadpool *tp, float *y, const float
     }
     for (int r0 = 0; r0 < m; r0 += rows) {
         int mr = INFER_MIN(rows, m - r0);
-        qact_init(&xa, heap ? heap : stack, mr, k, blk);
+        qact_init(&xa, heap ? heap : stack, mr, k, blk, quant_act_pairs(w->type));
         quant_act(level, &xa, x + (size_t)r0 * k, 0, mr);
         t.jb.y = y + (size_t)r0 * n;
         t.jb.xa = &xa;

@@ -47,24 +47,39 @@ void ops_ref_matmul_t(float *y, const float *x, const tensor *w, int m);
 /* ---- internals shared by quant*.c, the tests and the bench ---- */
 
 /* m rows of k activations quantized to int8 in blocks of blk (32 or 256):
-** x[r][j] ~= d[r][j / blk] * qs[r][j]. bsums[r][g] = sum of qs over group g of 16 (ggml's
-** block_q8_K.bsums); for blk == 32 also s[r][b] = d * (sum of qs over block b) (q8_1's s). */
+** x[r][j] ~= d[r][j / blk] * q[r][j], q[r][j] stored at qs[r * k + qact_pos(a, j)].
+** bsums[r][g] = sum of q over group g of 16 (ggml's block_q8_K.bsums); for blk == 32 also
+** s[r][b] = d * (sum of q over block b) (block_q8_1's s).
+** With `pairs` (Q4_0 / Q4_1), blocks 2p and 2p+1 are stored interleaved by halves: A0..15,
+** B0..15, A16..31, B16..31. That is how a Q4 block splits its weights (low nibbles 0..15, high
+** 16..31), so one 32-byte load of two blocks' nibbles meets its activations with no shuffle and
+** one convert and FMA serve both blocks. A last odd block stays in order. */
 typedef struct qact {
     int8_t *qs;
     float *d;
     float *s;          /* NULL unless blk == 32 */
     int16_t *bsums;
-    int k, blk;
+    int k, blk, pairs;
 } qact;
 
 /* Bytes of scratch for m rows (the arrays are 64-byte aligned within it). */
 size_t qact_bytes(int m, int k, int blk);
-void qact_init(qact *a, void *mem, int m, int k, int blk);
+void qact_init(qact *a, void *mem, int m, int k, int blk, int pairs);
+
+/* Where element j of a row is stored (see qact). */
+static inline int qact_pos(const qact *a, int j)
+{
+    const int b = j / 32, o = j % 32;
+    if (!a->pairs || (b | 1) >= a->k / 32) return j;
+    return (b & ~1) * 32 + (o / 16) * 32 + (b & 1) * 16 + o % 16;
+}
 /* Quantize x rows [r0, r1) into a. Every level gives the same bits: d = amax / 127,
 ** q = round-to-nearest-even(x * (127 / amax)). */
 void quant_act(quant_level level, qact *a, const float *x, int r0, int r1);
-/* Activation block size for a weight type (32 or 256; 0 for float types). */
+/* Activation block size for a weight type (32 or 256; 0 for float types), and whether it uses
+** the paired layout. */
 int quant_act_blk(dtype t);
+int quant_act_pairs(dtype t);
 
 /* One call computes y[r * ldy + i] for W rows i in [i0, i1) and x rows r in [r0, r1). */
 typedef struct qjob {

@@ -61,7 +61,7 @@ void T5 quant_act_avx512(qact *a, const float *x, int r0, int r1)
     for (int r = r0; r < r1; r++) {
         for (int b = 0; b < nb; b++) {
             const float *xb = x + (size_t)r * k + (size_t)b * blk;
-            int8_t *qb = a->qs + (size_t)r * k + (size_t)b * blk;
+            int8_t *q = a->qs + (size_t)r * k;
             int16_t *bs = a->bsums + (size_t)r * (k / 16) + (size_t)b * (blk / 16);
             __m512 mx = _mm512_setzero_ps();
             /* max(|x|, mx) returns mx when |x| is NaN: NaN is skipped as in the scalar loop */
@@ -71,7 +71,7 @@ void T5 quant_act_avx512(qact *a, const float *x, int r0, int r1)
             const __m512 idv = _mm512_set1_ps(id);
             for (int j = 0; j < blk; j += 16) {
                 __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + j), idv));
-                _mm_storeu_si128((__m128i *)(void *)(qb + j), _mm512_cvtepi32_epi8(v));
+                _mm_storeu_si128((__m128i *)(void *)(q + qact_pos(a, b * blk + j)), _mm512_cvtepi32_epi8(v));
                 bs[j / 16] = (int16_t)_mm512_reduce_add_epi32(v);
             }
             a->d[(size_t)r * nb + b] = amax / 127.0f;
@@ -132,11 +132,10 @@ void T5 quant_rows_f16_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { 
 void T5 quant_rows_bf16_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(bf16_row); }
 
 /* ---- blocks of 32: Q8_0, Q4_0, Q4_1 ----
-** Four blocks per step, each into its own accumulator (a single one would serialise on the
-** FMA latency, 4 cycles a block); their four f16 scales are converted with one vcvtph2ps and
-** multiplied by the activation scales in one go. The scales go through a small array so the
-** FMAs can take them as {1to8} broadcast operands. Blocks past the last multiple of 4 go into
-** accumulator 0. Q4_0's -8 offset and Q4_1's min are summed separately from s = dx sum(q):
+** Four blocks per step, their four f16 scales converted with one vcvtph2ps and multiplied by
+** the activation scales at once; independent accumulators per step so the FMA latency does
+** not serialise the loop. Blocks past the last multiple of 4 go into accumulator 0. Q4_0's -8
+** offset and Q4_1's min are summed separately from s = dx sum(q):
 ** sum_j (dw (q_j - 8)) x_j = dw dx isum - 8 dw s. */
 
 /* 4 f16 fields found at p, p + stride, ... as floats */
@@ -159,84 +158,156 @@ INLINE T5 __m256i nibbles32(const uint8_t *p)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-/* type: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1 */
-INLINE T5 void b32_row(const qjob *jb, int i, int r0, int R, int type)
+/* Q8_0: |w| * (x * sign(w)), since the int8 dot product wants one side unsigned */
+INLINE T5 void q8_0_row(const qjob *jb, int i, int r0, int R)
 {
     const int k = jb->k, nb = k / QK_32;
-    const size_t bb = type == 0 ? sizeof(blk_q8_0) : type == 1 ? sizeof(blk_q4_0) : sizeof(blk_q4_1);
+    const size_t bb = sizeof(blk_q8_0);
     const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
     const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
-    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = type ? jb->xa->s + (size_t)r0 * nb : NULL;
+    const float *xd = jb->xa->d + (size_t)r0 * nb;
     __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 4 <= nb; b += 4, w += 4 * bb) {
+        const __m128 dw4 = ld_f16x4(w, bb);
+        __m256i aw[4], sg[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            sg[c] = ld256(w + c * bb + 2);
+            aw[c] = _mm256_abs_epi8(sg[c]);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            float sc[4];
+            _mm_storeu_ps(sc, _mm_mul_ps(dw4, _mm_loadu_ps(xd + (size_t)r * nb + b)));
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m256i xv = _mm256_sign_epi8(ld256(xq + (size_t)r * k + QK_32 * (b + c)), sg[c]);
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw[c], xv);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sc[c]), acc[r][c]);
+            }
+        }
+    }
+    for (; b < nb; b++, w += bb) {
+        const float dw = ld_f16(w);
+        const __m256i sg = ld256(w + 2), aw = _mm256_abs_epi8(sg);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_sign_epi8(ld256(xq + (size_t)r * k + QK_32 * b), sg);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, xv);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r][0]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        jb->y[(size_t)(r0 + r) * jb->ldy + i] =
+            hsum256(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+}
+
+void T5 quant_rows_q8_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q8_0_row); }
+
+/* Q4_0 / Q4_1 against paired activations (see qact): the nibbles of blocks A and B loaded as
+** one vector give [A 0..15 | B 0..15] (low) and [A 16..31 | B 16..31] (high), matching the
+** activation layout, so int32 lanes 0..3 belong to A and 4..7 to B and one convert and one
+** FMA with [sA x4 | sB x4] serve both. has_min: 0 = Q4_0, 1 = Q4_1. */
+INLINE T5 __m256i pair_dot(__m256i lo, __m256i hi, const int8_t *x)
+{
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ld256(x)), hi, ld256(x + 32));
+}
+
+INLINE T5 void q4_row(const qjob *jb, int i, int r0, int R, int has_min)
+{
+    const int k = jb->k, nb = k / QK_32;
+    const size_t bb = has_min ? sizeof(blk_q4_1) : sizeof(blk_q4_0), qoff = has_min ? 4 : 2;
+    const uint8_t *w = jb->w + (size_t)i * jb->row_bytes;
+    const int8_t *xq = jb->xa->qs + (size_t)r0 * k;
+    const float *xd = jb->xa->d + (size_t)r0 * nb, *xs = jb->xa->s + (size_t)r0 * nb;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i idx01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), idx23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+    __m256 acc[4][2];
     __m128 corr[4];
     float corr1[4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         corr[r] = _mm_setzero_ps();
         corr1[r] = 0;
     }
     int b = 0;
     for (; b + 4 <= nb; b += 4, w += 4 * bb) {
         const __m128 dw4 = ld_f16x4(w, bb);
-        const __m128 c4 = type == 2 ? ld_f16x4(w + 2, bb) : dw4;
-        __m256i q[4], sg[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            if (type == 0) {   /* |w| and the sign to move onto x */
-                sg[c] = ld256(w + c * bb + 2);
-                q[c] = _mm256_abs_epi8(sg[c]);
-            } else {
-                q[c] = nibbles32(w + c * bb + (type == 2 ? 4 : 2));
-            }
+        const __m128 c4 = has_min ? ld_f16x4(w + 2, bb) : dw4;
+        __m256i lo[2], hi[2];
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            const uint8_t *qa = w + 2 * p * bb + qoff;
+            __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)qa)),
+                                                  _mm_loadu_si128((const __m128i *)(const void *)(qa + bb)), 1);
+            lo[p] = _mm256_and_si256(raw, m4);
+            hi[p] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            float sc[4];
-            _mm_storeu_ps(sc, _mm_mul_ps(dw4, _mm_loadu_ps(xd + (size_t)r * nb + b)));
-            if (type) corr[r] = _mm_fmadd_ps(c4, _mm_loadu_ps(xs + (size_t)r * nb + b), corr[r]);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                __m256i xv = ld256(xq + (size_t)r * k + QK_32 * (b + c));
-                if (type == 0) xv = _mm256_sign_epi8(xv, sg[c]);
-                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[c], xv);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sc[c]), acc[r][c]);
+            const __m256 s8 = _mm256_castps128_ps256(_mm_mul_ps(dw4, _mm_loadu_ps(xd + (size_t)r * nb + b)));
+            const __m256 sc[2] = {_mm256_permutevar8x32_ps(s8, idx01), _mm256_permutevar8x32_ps(s8, idx23)};
+            corr[r] = _mm_fmadd_ps(c4, _mm_loadu_ps(xs + (size_t)r * nb + b), corr[r]);
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                __m256i d = pair_dot(lo[p], hi[p], xq + (size_t)r * k + QK_32 * (b + 2 * p));
+                acc[r][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc[p], acc[r][p]);
             }
         }
     }
-    for (; b < nb; b++, w += bb) {
-        float dw = ld_f16(w), c1 = type == 2 ? ld_f16(w + 2) : dw;
-        __m256i q, sg = _mm256_setzero_si256();
-        if (type == 0) {
-            sg = ld256(w + 2);
-            q = _mm256_abs_epi8(sg);
+    /* the rest: at most one more pair, then a last odd block, stored in plain order */
+    for (; b < nb; b += 2, w += 2 * bb) {
+        const int two = b + 1 < nb;
+        const float dwa = ld_f16(w), dwb = two ? ld_f16(w + bb) : 0;
+        const float ca = has_min ? ld_f16(w + 2) : dwa, cb = two ? (has_min ? ld_f16(w + bb + 2) : dwb) : 0;
+        __m256i lo, hi;
+        if (two) {
+            __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(w + qoff))),
+                                                  _mm_loadu_si128((const __m128i *)(const void *)(w + bb + qoff)), 1);
+            lo = _mm256_and_si256(raw, m4);
+            hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         } else {
-            q = nibbles32(w + (type == 2 ? 4 : 2));
+            lo = nibbles32(w + qoff);
+            hi = _mm256_setzero_si256();
         }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i xv = ld256(xq + (size_t)r * k + QK_32 * b);
-            if (type == 0) xv = _mm256_sign_epi8(xv, sg);
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xv);
-            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)r * nb + b]), acc[r][0]);
-            if (type) corr1[r] += c1 * xs[(size_t)r * nb + b];
+            const int8_t *x = xq + (size_t)r * k + QK_32 * b;
+            const float sa = dwa * xd[(size_t)r * nb + b];
+            __m256i d;
+            __m256 sc;
+            if (two) {
+                d = pair_dot(lo, hi, x);
+                sc = _mm256_setr_m128(_mm_set1_ps(sa), _mm_set1_ps(dwb * xd[(size_t)r * nb + b + 1]));
+                corr1[r] += ca * xs[(size_t)r * nb + b];
+                corr1[r] += cb * xs[(size_t)r * nb + b + 1];
+            } else {
+                d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ld256(x));
+                sc = _mm256_set1_ps(sa);
+                corr1[r] += ca * xs[(size_t)r * nb + b];
+            }
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sc, acc[r][0]);
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-        float main = hsum256(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+        float main = hsum256(_mm256_add_ps(acc[r][0], acc[r][1]));
         __m128 cs = _mm_add_ps(corr[r], _mm_movehl_ps(corr[r], corr[r]));
         float co = _mm_cvtss_f32(_mm_add_ss(cs, _mm_movehdup_ps(cs))) + corr1[r];
-        jb->y[(size_t)(r0 + r) * jb->ldy + i] = type == 0 ? main : type == 1 ? main - 8 * co : main + co;
+        jb->y[(size_t)(r0 + r) * jb->ldy + i] = has_min ? main + co : main - 8 * co;
     }
 }
 
-INLINE T5 void q8_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 0); }
-INLINE T5 void q4_0_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 1); }
-INLINE T5 void q4_1_row(const qjob *jb, int i, int r0, int R) { b32_row(jb, i, r0, R, 2); }
+INLINE T5 void q4_0_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 0); }
+INLINE T5 void q4_1_row(const qjob *jb, int i, int r0, int R) { q4_row(jb, i, r0, R, 1); }
 
-void T5 quant_rows_q8_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q8_0_row); }
 void T5 quant_rows_q4_0_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q4_0_row); }
 void T5 quant_rows_q4_1_avx512(const qjob *jb, int i0, int i1, int r0, int r1) { ROWS_R4(q4_1_row); }
 

@@ -37,7 +37,6 @@ void quant_act_scalar(qact *a, const float *x, int r0, int r1)
         int16_t *bs = a->bsums + (size_t)r * (k / 16);
         for (int b = 0; b < nb; b++) {
             const float *xb = xr + (size_t)b * blk;
-            int8_t *qb = q + (size_t)b * blk;
             float amax = 0.0f;
             for (int j = 0; j < blk; j++) {
                 float v = fabsf(xb[j]);
@@ -47,10 +46,13 @@ void quant_act_scalar(qact *a, const float *x, int r0, int r1)
             a->d[(size_t)r * nb + b] = amax / 127.0f;
             /* |x * id| <= 127 up to rounding, so no clamp; lrintf rounds to nearest even like
             ** cvtps2dq, and a NaN gives the same 0 that vpmovdb's truncation gives there */
-            for (int j = 0; j < blk; j++) qb[j] = (int8_t)(lrintf(xb[j] * id) & 0xFF);
             for (int g = 0; g < blk / 16; g++) {
                 int s = 0;
-                for (int j = 0; j < 16; j++) s += qb[16 * g + j];
+                int8_t *o = q + qact_pos(a, b * blk + 16 * g);   /* runs of 16 stay contiguous */
+                for (int j = 0; j < 16; j++) {
+                    o[j] = (int8_t)(lrintf(xb[16 * g + j] * id) & 0xFF);
+                    s += o[j];
+                }
                 bs[b * (blk / 16) + g] = (int16_t)s;
             }
             if (a->s)
@@ -128,9 +130,9 @@ static void rows_q4_01(const qjob *jb, int i0, int i1, int r0, int r1, int has_m
             float acc = 0, corr = 0;
             for (int b = 0; b < nb; b++, w += bb) {
                 const uint8_t *q = w + qoff;
-                const int8_t *xb = xq + QK_32 * b;
+                const int8_t *xlo = xq + qact_pos(jb->xa, QK_32 * b), *xhi = xq + qact_pos(jb->xa, QK_32 * b + 16);
                 int isum = 0;
-                for (int j = 0; j < QK_32 / 2; j++) isum += (q[j] & 0xF) * xb[j] + (q[j] >> 4) * xb[j + 16];
+                for (int j = 0; j < QK_32 / 2; j++) isum += (q[j] & 0xF) * xlo[j] + (q[j] >> 4) * xhi[j];
                 const float dw = ld_f16(w);
                 acc += dw * xd[b] * (float)isum;
                 corr += (has_min ? ld_f16(w + 2) : dw) * xs[b];
