@@ -226,7 +226,8 @@ static void test_unload_modes(void **state)
 
 /* ---------------------------------------------------------------- hot reload under load */
 
-#define N_REQ 200
+#define N_CONC 200   /* requests streaming at once */
+#define N_REQ 600    /* in all: each one that ends is replaced while the flips go on */
 #define N_FLIPS 20
 
 typedef struct reloader {
@@ -281,21 +282,29 @@ static void test_hot_reload_under_load(void **state)
     }
     assert_string_not_equal(want[0][0], want[1][0]); /* the versions really differ */
 
-    infer_session *s = new_session(INFER_THREADING_ENGINE, 1024);
+    infer_session_params sp;
+    infer_session_params_init(&sp);
+    sp.queue_capacity = 1024;
+    sp.max_running = 256; /* all of them decode together */
+    infer_session *s;
+    assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
     load(s, "1", file_of(1));
     reloader r = { s, 0 };
     uv_thread_t th;
     assert_int_equal(uv_thread_create(&th, reload_thread, &r), 0);
     static char got[N_REQ][2048];
     static size_t glen[N_REQ];
-    int submitted = 0, done = 0, errors = 0, mismatched = 0;
+    int submitted = 0, done = 0, errors = 0, mismatched = 0, max_conc = 0;
+    infer_stats st = { .size = sizeof st };
     while (done < N_REQ) {
-        if (submitted < N_REQ) { /* keep ~200 streaming requests arriving over the flips */
+        while (submitted < N_REQ && submitted - done < N_CONC) {
             submit(s, prompts[submitted % 4], 12, NULL, submitted);
             submitted++;
         }
         infer_event ev[64];
-        int k = infer_poll(s, ev, 64, submitted < N_REQ ? 2 : 10000);
+        int k = infer_poll(s, ev, 64, 10000);
+        assert_int_equal(infer_session_stats(s, &st), INFER_OK);
+        if (st.running > max_conc) max_conc = (int)st.running;
         assert_true(k >= 0);
         for (int i = 0; i < k; i++) {
             int tag = (int)(intptr_t)ev[i].user_data;
@@ -312,10 +321,10 @@ static void test_hot_reload_under_load(void **state)
         }
     }
     uv_thread_join(&th);
-    infer_stats st = { .size = sizeof st };
     assert_int_equal(infer_session_stats(s, &st), INFER_OK);
-    printf("    %d streaming requests over %d reloads: %d errors, %d mixed-version answers, %lld models resident\n",
-           N_REQ, N_FLIPS, errors, mismatched, (long long)st.models_resident);
+    printf("    %d requests, %d streaming at once (up to %d running together), over %d reloads and route "
+           "flips: %d errors, %d mixed-version answers, %lld models resident after\n",
+           N_REQ, N_CONC, max_conc, N_FLIPS, errors, mismatched, (long long)st.models_resident);
     assert_int_equal(r.errors, 0);
     assert_int_equal(errors, 0);
     assert_int_equal(mismatched, 0);
