@@ -80,7 +80,7 @@ $(BUILD)/tests/%: tests/%.c tests/test_util.h $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libinfer.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS)
 

@@ -9,6 +9,7 @@
 #define INFER_BENCH_UTIL_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,18 @@ static inline const char *bench_shared_file(const char *rel, char *buf, size_t c
         if (snprintf(buf, cap, "%s/%s", roots[i], rel) < (int)cap && bench_file_exists(buf)) return buf;
     }
     return NULL;
+}
+
+/* The cores this process may run on (its affinity mask: taskset, cgroup cpusets), which is
+** what "all cores" means for a benchmark; sysconf(_SC_NPROCESSORS_ONLN) counts the machine's. */
+static inline int bench_cpu_count(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 /* CPU time the whole machine spent busy (plus what the hypervisor stole) and this process

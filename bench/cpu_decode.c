@@ -242,20 +242,29 @@ typedef struct bw_set {
     double b1g, b64m;   /* best over the passes */
 } bw_set;
 
+/* A pass that other processes disturbed (> 0.1 cores) is tried again, up to 3 times; the
+** best figures of the tries count, with the least disturbance seen. */
 static int bw_measure_pass(bw_set *bw, int threads, int quick, simd_level lvl)
 {
     if (bw->n == MAX_BW_PASSES) return 0;
     bw_pass *p = &bw->pass[bw->n];
-    bench_cpu_sample c0, c1;
+    memset(p, 0, sizeof *p);
+    p->others = 1e9;
     fprintf(stderr, "measuring read bandwidth (%d threads, %s)...\n", threads, simd_name(lvl));
-    bench_cpu_sample_take(&c0);
-    p->b1g = measure_bw((size_t)1 << 30, threads, quick ? 4 : 20, lvl);
-    p->b64m = measure_bw((size_t)64 << 20, threads, quick ? 20 : 200, lvl);
-    bench_cpu_sample_take(&c1);
-    p->others = bench_cpu_others(&c0, &c1);
-    if (p->b1g <= 0 || p->b64m <= 0) return -1;
-    fprintf(stderr, "  1 GiB %.2f GB/s, 64 MiB %.2f GB/s (other processes used %.2f cores)\n", p->b1g / 1e9,
-            p->b64m / 1e9, p->others);
+    for (int attempt = 0; attempt < 3 && p->others > 0.1; attempt++) {
+        bench_cpu_sample c0, c1;
+        bench_cpu_sample_take(&c0);
+        double b1g = measure_bw((size_t)1 << 30, threads, quick ? 4 : 20, lvl);
+        double b64m = measure_bw((size_t)64 << 20, threads, quick ? 20 : 200, lvl);
+        bench_cpu_sample_take(&c1);
+        double others = bench_cpu_others(&c0, &c1);
+        if (b1g <= 0 || b64m <= 0) return -1;
+        fprintf(stderr, "  1 GiB %.2f GB/s, 64 MiB %.2f GB/s (other processes used %.2f cores)\n", b1g / 1e9,
+                b64m / 1e9, others);
+        if (b1g > p->b1g) p->b1g = b1g;
+        if (b64m > p->b64m) p->b64m = b64m;
+        if (others < p->others) p->others = others;
+    }
     if (p->b1g > bw->b1g) bw->b1g = p->b1g;
     if (p->b64m > bw->b64m) bw->b64m = p->b64m;
     bw->n++;
@@ -265,7 +274,7 @@ static int bw_measure_pass(bw_set *bw, int threads, int quick, simd_level lvl)
 /* ------------------------------------------------------------------------ decode runs */
 
 typedef struct opts {
-    int threads;          /* 0 = all online cores (the library's default) */
+    int threads;          /* 0 = every core this process may run on */
     int new_tokens;
     int prompt_tokens;
     int seqs[MAX_SEQ_CASES];
@@ -286,7 +295,8 @@ typedef struct case_result {
     double mean_prompt;       /* over the N sequences */
     int new_tokens;
     long decode_tokens;       /* generated tokens in the window */
-    double window_s, ttft_s;
+    double window_s;          /* decode window (see the header comment) */
+    double ttft_s;            /* first submit -> the last of the N first tokens (prefill) */
     double tok_s, steps_s;
     double mean_ctx;          /* positions attended per sequence per step, averaged */
     double bytes_per_step;    /* W + N * KV */
@@ -482,7 +492,7 @@ static void cleanup_dir(const char *dir, const char *tok_path)
 }
 
 /* One shape: write, load, warm up, run every N; results appended to res[*n_res]. */
-static int run_shape(const opts *o, const bench_shape *base, const char *dir, const char *tok_path,
+static int run_shape(const opts *o, int threads, const bench_shape *base, const char *dir, const char *tok_path,
                      case_result *res, int *n_res)
 {
     bench_shape sh = *base;
@@ -510,7 +520,7 @@ static int run_shape(const opts *o, const bench_shape *base, const char *dir, co
     infer_session_params_init(&sp);
     sp.backend = INFER_BACKEND_CPU;
     sp.threading = o->caller_mode ? INFER_THREADING_CALLER : INFER_THREADING_ENGINE;
-    sp.n_threads = o->threads;
+    sp.n_threads = threads;
     sp.kv_block_tokens = block;
     sp.kv_cache_bytes = (size_t)kv_bytes;
     if (sp.max_running < max_n) sp.max_running = max_n;
@@ -623,15 +633,21 @@ static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_
                           const case_result *res, int n_res)
 {
     double bw1g = bw->b1g, bw64m = bw->b64m;
-    fprintf(out, "\ncpu_decode: libinfer %s, %d threads (%s), %d-token prompts, %d new tokens, fp32 weights\n",
-            infer_version(), threads, o->caller_mode ? "caller-driven" : "engine thread", o->prompt_tokens,
-            o->new_tokens);
+    if (n_res > 0)
+        fprintf(out, "\ncpu_decode: libinfer %s, %d threads (%s), %d-token prompts, %d new tokens, fp32 weights\n",
+                infer_version(), threads, o->caller_mode ? "caller-driven" : "engine thread", o->prompt_tokens,
+                o->new_tokens);
     fprintf(out, "read bandwidth (%s, %d threads): 1 GiB %.2f GB/s, 64 MiB %.2f GB/s%s\n", simd_name(lvl),
             threads, bw1g / 1e9, bw64m / 1e9, bw->n > 1 ? ", the best of these passes:" : "");
     for (int i = 0; i < bw->n && bw->n > 1; i++)
         fprintf(out, "  %-8s 1 GiB %6.2f GB/s, 64 MiB %6.2f GB/s, others %.2f cores\n",
                 i == 0 ? "before" : i == bw->n - 1 ? "after" : "between", bw->pass[i].b1g / 1e9,
                 bw->pass[i].b64m / 1e9, bw->pass[i].others);
+    double calm = 1e9;
+    for (int i = 0; i < bw->n; i++) calm = bw->pass[i].others < calm ? bw->pass[i].others : calm;
+    if (calm > 0.1)
+        fprintf(out, "WARNING: other processes took >= %.2f cores during every bandwidth pass: the GB/s figures are\n"
+                     "low and the percentages of them high\n", calm);
     if (n_res > 0) {
         fputc('\n', out);
         print_table(out, res, n_res, bw1g, bw64m);
@@ -673,9 +689,9 @@ static void usage(FILE *f)
             "checkpoints, set against the memory read bandwidth measured in the same run.\n"
             "  --shapes LIST        model shapes, from 15m,110m (default both)\n"
             "  --seqs LIST          concurrent sequences per case (default 1,8,32; 1 is always run)\n"
-            "  -t, --threads N      compute threads (default 0 = all online cores)\n"
+            "  -t, --threads N      compute threads (default: every core in this process's affinity mask)\n"
             "  -n, --new-tokens N   tokens generated per request (default 256)\n"
-            "      --prompt-tokens N  prompt length in tokens, BOS included (default 16)\n"
+            "      --prompt-tokens N prompt length in tokens, BOS included (default 16)\n"
             "      --repeat N       run each case N times and keep the fastest (default 3)\n"
             "      --quick          smoke test: 32 new tokens, one run per case, fewer bandwidth repetitions\n"
             "      --bandwidth-only measure the read bandwidth only\n"
@@ -790,8 +806,9 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --tokenizer '%s' is not a readable file\n", o.tokenizer);
         return 2;
     }
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
+    /* "All cores" = those this process may use. The library's own default (n_threads 0) counts
+    ** every online core even under taskset or a cpuset, so the count is always passed. */
+    int threads = o.threads > 0 ? o.threads : bench_cpu_count();
     simd_level lvl = simd_detect();
 
     FILE *js = stdout;
@@ -842,7 +859,7 @@ int main(int argc, char **argv)
         if (!o.shape_on[k]) continue;
         /* Between models too: on a shared machine, more chances of a quiet moment. */
         if (n_run++ > 0 && bw_measure_pass(&bw, threads, o.quick, lvl)) failed = 1;
-        if (!failed && run_shape(&o, &k_shapes[k], dir, tok_path, res, &n_res)) failed = 1;
+        if (!failed && run_shape(&o, threads, &k_shapes[k], dir, tok_path, res, &n_res)) failed = 1;
     }
     cleanup_dir(dir, tok_written);
     if (failed || bw_measure_pass(&bw, threads, o.quick, lvl)) {

@@ -10,7 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 INFER_API void infer_session_params_init(infer_session_params *p)
 {
@@ -74,7 +73,8 @@ INFER_API infer_status infer_session_create(const infer_session_params *pin, inf
     infer_status st = check_params(&p);
     if (st) return st;
     if (p.n_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        /* the cores this process may run on (CPU affinity), not every core online */
+        unsigned n = uv_available_parallelism();
         p.n_threads = n > 0 ? (int)n : 1;
     }
 
