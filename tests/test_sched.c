@@ -87,8 +87,10 @@ static void test_priority_order(void **state)
 static void test_deadlines(void **state)
 {
     infer_session *s = open_session(1, 0, 0);
-    submit(s, "Once upon a time", 200, 0, 0, 0);         /* occupies the only slot */
-    submit(s, "The little dog", 5, 0, 30, 1);            /* times out in the queue */
+    /* 500 tokens take well over 1 ms on any machine: the second request, with a 1 ms
+    ** deadline, cannot be admitted in time. */
+    submit(s, "Once upon a time", 500, 0, 0, 0);         /* occupies the only slot */
+    submit(s, "The little dog", 5, 0, 1, 1);             /* times out in the queue */
     submit(s, "Lily wanted to", 400, 0, 0, 2);
     int order[8];
     infer_status st[8];
@@ -98,7 +100,7 @@ static void test_deadlines(void **state)
     assert_int_equal(st[2], INFER_OK);
 
     /* and while running */
-    submit(s, "Once upon a time", 500, 0, 20, 0);
+    submit(s, "Once upon a time", 500, 0, 2, 0);
     run_all(s, 1, order, st);
     assert_int_equal(st[0], INFER_ETIMEDOUT);
     infer_stats stats = { .size = sizeof stats };
