@@ -52,7 +52,8 @@ static void check_matmul(const float *y, const float *x, const float *w, int m, 
     for (int r = 0; r < m; r++) {
         for (int i = 0; i < n; i++) {
             double scale = 0;
-            for (int j = 0; j < k; j++) scale += fabs((double)x[(size_t)r * k + j] * w[(size_t)i * k + j]);
+            for (int j = 0; j < k; j++)
+                scale += fabs((double)x[(size_t)r * k + j] * w[(size_t)i * k + j]);
             double tol = 1e-6 * sqrt((double)(k > 0 ? k : 1)) * scale + 1e-30;
             double d = fabs((double)y[(size_t)r * n + i] - ref[(size_t)r * n + i]);
             if (!(d <= tol)) {
@@ -78,7 +79,7 @@ static void test_matmul_levels(void **state)
             for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
                 for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) {
                     int k = ks[a], n = ns[b];
-                    for (int m = 1; m <= 9; m += 4) {
+                    for (int m = 1; m <= 17; m += 4) {
                         float *x = alloc_f((size_t)m * k), *w = alloc_f((size_t)n * k);
                         float *y = alloc_f((size_t)m * n);
                         fill(x, (size_t)m * k, -1, 1, &s);
@@ -105,7 +106,8 @@ static void test_matmul_threaded_large(void **state)
     assert_int_equal(tp_create(3, &tp), INFER_OK);
     for (int lv = 0; lv < n_levels(); lv++) {
         for (int m = 1; m <= 6; m++) {
-            float *x = alloc_f((size_t)m * k), *w = alloc_f((size_t)n * k), *y = alloc_f((size_t)m * n);
+            float *x = alloc_f((size_t)m * k), *w = alloc_f((size_t)n * k);
+            float *y = alloc_f((size_t)m * n);
             fill(x, (size_t)m * k, -1, 1, &s);
             fill(w, (size_t)n * k, -1, 1, &s);
             ops_matmul_simd((ops_simd_level)lv, tp, y, x, w, m, n, k);
@@ -120,7 +122,7 @@ static void test_matmul_threaded_large(void **state)
 
 /* The public entry point across the sgemm threshold, with W at a 4-byte (not 64-byte)
 ** offset as in an mmapped checkpoint. */
-static void test_matmul_public_m1_20(void **state)
+static void test_matmul_public_across_sgemm(void **state)
 {
     uint64_t s = 99;
     const int n = 259, k = 293;
@@ -129,7 +131,8 @@ static void test_matmul_public_m1_20(void **state)
     float *wbuf = alloc_f((size_t)n * k + 1);
     float *w = wbuf + 1;
     fill(w, (size_t)n * k, -1, 1, &s);
-    for (int m = 1; m <= 20; m++) {
+    const int m_max = INFER_MAX(20, OPS_SGEMM_MIN_ROWS + 4);
+    for (int m = 1; m <= m_max; m++) {
         float *x = alloc_f((size_t)m * k), *y = alloc_f((size_t)m * n);
         fill(x, (size_t)m * k, -1, 1, &s);
         ops_matmul(tp, y, x, w, m, n, k);
@@ -152,7 +155,7 @@ static void test_matmul_batch_invariance(void **state)
     threadpool *tps[3];
     for (int t = 0; t < 3; t++) assert_int_equal(tp_create(t + 1, &tps[t]), INFER_OK);
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
-        const int n = shapes[sh][0], k = shapes[sh][1], M = 11;
+        const int n = shapes[sh][0], k = shapes[sh][1], M = 19;   /* 2 blocks of 8 rows + 3 */
         float *x = alloc_f((size_t)M * k), *w = alloc_f((size_t)n * k);
         float *yb = alloc_f((size_t)M * n), *y1 = alloc_f((size_t)n);
         fill(x, (size_t)M * k, -1, 1, &s);
@@ -161,7 +164,8 @@ static void test_matmul_batch_invariance(void **state)
             for (int m = 2; m <= M; m++) {
                 ops_matmul_simd((ops_simd_level)lv, tps[m % 3], yb, x, w, m, n, k);
                 for (int r = 0; r < m; r++) {
-                    ops_matmul_simd((ops_simd_level)lv, tps[(r + 1) % 3], y1, x + (size_t)r * k, w, 1, n, k);
+                    ops_matmul_simd((ops_simd_level)lv, tps[(r + 1) % 3], y1, x + (size_t)r * k, w,
+                                    1, n, k);
                     if (memcmp(y1, yb + (size_t)r * n, (size_t)n * sizeof *y1) != 0)
                         fail_msg("%s n=%d k=%d: row %d of m=%d differs from m=1",
                                  ops_simd_level_name((ops_simd_level)lv), n, k, r, m);
@@ -196,7 +200,8 @@ static void test_rmsnorm(void **state)
         float *y = alloc_f((size_t)m * dim), *ref = alloc_f((size_t)m * dim);
         fill(x, (size_t)m * dim, -3, 3, &s);
         fill(w, (size_t)dim, -2, 2, &s);
-        for (int r = 0; r < m; r++) ops_ref_rmsnorm(ref + (size_t)r * dim, x + (size_t)r * dim, w, dim, 1e-5f);
+        for (int r = 0; r < m; r++)
+            ops_ref_rmsnorm(ref + (size_t)r * dim, x + (size_t)r * dim, w, dim, 1e-5f);
         for (int lv = 0; lv < n_levels(); lv++) {
             ops_rmsnorm_level((ops_simd_level)lv, y, x, w, m, dim, 1e-5f);
             for (int i = 0; i < m * dim; i++) {
@@ -206,7 +211,8 @@ static void test_rmsnorm(void **state)
             }
         }
         ops_rmsnorm(y, x, w, m, dim, 1e-5f);
-        for (int i = 0; i < m * dim; i++) assert_true(fabsf(y[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-30f);
+        for (int i = 0; i < m * dim; i++)
+            assert_true(fabsf(y[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-30f);
         free(x);
         free(w);
         free(y);
@@ -239,7 +245,8 @@ static void test_swiglu(void **state)
             }
         }
         ops_swiglu(tp, h, g, u, n);
-        for (int i = 0; i < n; i++) assert_true(fabsf(h[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-30f);
+        for (int i = 0; i < n; i++)
+            assert_true(fabsf(h[i] - ref[i]) <= 1e-5f * fabsf(ref[i]) + 1e-30f);
         free(g);
         free(u);
         free(h);
@@ -311,6 +318,51 @@ static void test_threadpool_sleep_wake(void **state)
     tp_destroy(tp);
 }
 
+/* A slow worker makes the caller give up spinning and sleep until the last worker signals
+** it (tp_wait); the runs right after go through the no-spin path of that worker. */
+static void slow_last_fn(void *arg, int ith, int nth)
+{
+    tp_count *c = arg;
+    if (ith == nth - 1 && atomic_load(&c->hits[0]) % 3 == 0) uv_sleep(1);
+    count_fn(arg, ith, nth);
+}
+
+static void test_threadpool_slow_worker(void **state)
+{
+    for (int nt = 2; nt <= 3; nt++) {
+        threadpool *tp;
+        assert_int_equal(tp_create(nt, &tp), INFER_OK);
+        tp_count c;
+        memset(&c, 0, sizeof c);
+        c.expect_nth = nt;
+        for (int it = 0; it < 60; it++) {
+            tp_run(tp, slow_last_fn, &c);
+            for (int i = 0; i < nt; i++) assert_int_equal(c.slot[i], it + 1);
+        }
+        tp_destroy(tp);
+    }
+}
+
+/* tp_park between runs (as before an sgemm): workers sleep, the next run wakes them. */
+static void test_threadpool_park(void **state)
+{
+    for (int nt = 1; nt <= 3; nt++) {
+        threadpool *tp;
+        assert_int_equal(tp_create(nt, &tp), INFER_OK);
+        tp_count c;
+        memset(&c, 0, sizeof c);
+        c.expect_nth = nt;
+        for (int it = 0; it < 200; it++) {
+            tp_run(tp, count_fn, &c);
+            if (it % 2) tp_park(tp);
+            if (it % 50 == 0) uv_sleep(1);
+        }
+        for (int i = 0; i < nt; i++) assert_int_equal(atomic_load(&c.hits[i]), 200);
+        tp_destroy(tp);
+    }
+    tp_park(NULL);
+}
+
 static void test_threadpool_create_destroy(void **state)
 {
     for (int it = 0; it < 50; it++) {
@@ -337,10 +389,12 @@ int main(void)
         cmocka_unit_test(test_simd_name),
         cmocka_unit_test(test_threadpool_counts),
         cmocka_unit_test(test_threadpool_sleep_wake),
+        cmocka_unit_test(test_threadpool_slow_worker),
+        cmocka_unit_test(test_threadpool_park),
         cmocka_unit_test(test_threadpool_create_destroy),
         cmocka_unit_test(test_matmul_levels),
         cmocka_unit_test(test_matmul_threaded_large),
-        cmocka_unit_test(test_matmul_public_m1_20),
+        cmocka_unit_test(test_matmul_public_across_sgemm),
         cmocka_unit_test(test_matmul_batch_invariance),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_swiglu),

@@ -2,13 +2,15 @@
 ** ops_matmul.c — y[m][n] = sum_k x[m][k] * W[n][k], the kernel that decides decode speed.
 **
 ** Small m (decode, a few sequences): a GEMV-like SIMD kernel threaded over the rows of W,
-** which streams W from memory exactly once for all m input rows; it is bound by memory
-** bandwidth, so the aim is to keep the loads flowing, not to save FLOPs. Large m (prefill,
-** big batches): cblas_sgemm, which blocks for the caches and is compute bound.
+** which streams W from memory once for all m input rows; at m = 1 it is bound by memory
+** bandwidth, so the aim is one clean sequential stream per thread, not fewer FLOPs. Large
+** m (prefill, big batches): cblas_sgemm, which blocks for the caches and is compute bound.
+** OPS_SGEMM_MIN_ROWS (ops.h) is where sgemm overtakes the SIMD kernel (bench_kernels).
 **
 ** Batch invariance: every output element has its own accumulators, fed in k order in a
-** fixed pattern (see mm512_row), whatever the blocking over m, n or threads. So a row's result does not depend on which other rows share the
-** batch, nor on the thread count: greedy decoding gives the same text batched or alone.
+** fixed pattern (see mm512_row), whatever the blocking over m, n or threads. So a row's
+** result does not depend on which other rows share the batch, nor on the thread count:
+** greedy decoding gives the same text batched or alone (below OPS_SGEMM_MIN_ROWS).
 */
 #include "ops_simd.h"
 
@@ -77,23 +79,27 @@ static void mm_rows_scalar(float *y, const float *x, const float *w, int m, int 
 #ifdef MM_X86
 
 /* ---- AVX-512 ----
-** One W row against R rows of x (R = 1..4, a compile-time constant at every call, so the
-** loops unroll and the 4R accumulators stay in registers: 16 + 4 W + 1 x of 32 zmm).
-** Each (x row, W row) pair has four accumulators taking 64-float steps in turn, then 16-float
-** steps into the first, then a masked tail, then (a0 + a1) + (a2 + a3) and one horizontal
-** sum: a fixed order whatever R is. One W row at a time, rather than several interleaved,
-** keeps W a single sequential stream: on Zen 4 four interleaved row streams read at ~15 GB/s
-** where one stream reads at ~26 GB/s (one thread, 440 MB of weights). */
+** One W row against R rows of x (R = 1..8, a compile-time constant at every call, so the
+** loops unroll and the accumulators stay in registers: 16 + 2 W of the 32 zmm registers; x
+** is a memory operand of the FMA). Each (x row, W row) pair has MM_ACC = 2 accumulators
+** taking alternate 16-float steps (32 floats a loop), then a leftover full step and the
+** masked tail into the first, then acc0 + acc1 and one horizontal sum: a fixed order
+** whatever R is.
+** Why this shape (bench notes, Zen 4 unless said):
+** - One W row at a time, not several interleaved: four interleaved row streams read at
+**   ~15 GB/s per thread where one sequential stream reads at ~26 GB/s.
+** - 8 x rows per W row: up to m = 8 W is read once with no separate compute phase (with 4
+**   rows per block, the second block of m = 8 ran from L1 while the DRAM stream idled: the
+**   m = 8 pass took m = 4's time plus a full compute pass). Loads per FMA drop from 1.25 to
+**   1.125: L2-resident m = 8 went from 71 to 90 GFLOP/s on one core (peak ~98).
+** - 2 accumulators per pair are enough: even at m = 1 two FMA chains of 4-cycle latency
+**   consume 32 B/cycle, several times what DRAM delivers to a core; with W in L2, m = 1
+**   lost 5% against 4 accumulators (48.8 vs 51.5 GFLOP/s on one core). */
 
 #define T512 __attribute__((target("avx512f,avx512bw,fma")))
 #define INLINE static inline __attribute__((always_inline))
-
-#ifndef MM_ACC
 #define MM_ACC 2
-#endif
-#ifndef MM_R512
 #define MM_R512 8
-#endif
 
 INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
@@ -112,7 +118,8 @@ INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, in
         for (int r = 0; r < R; r++) {
             const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int c = 0; c < MM_ACC; c++) acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(xr + 16 * c), acc[r][c]);
+            for (int c = 0; c < MM_ACC; c++)
+                acc[r][c] = _mm512_fmadd_ps(wv[c], _mm512_loadu_ps(xr + 16 * c), acc[r][c]);
         }
     }
     for (; j < k; j += 16) {
@@ -120,7 +127,8 @@ INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, in
         __m512 wv = _mm512_maskz_loadu_ps(mask, w + j);
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++)
-            acc[r][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j), acc[r][0]);
+            acc[r][0] =
+                _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (size_t)r * k + j), acc[r][0]);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
@@ -131,20 +139,21 @@ INLINE T512 void mm512_row(float *y, int ldy, const float *x, const float *w, in
     }
 }
 
+/* W rows [n0, n1) against all m rows of x, 8 x rows at a time: the first block streams the
+** W row from memory, later ones (m > 8) find it in L1 (a row is at most 16 KiB at k = 4096). */
 static T512 void mm_rows_avx512(float *y, const float *x, const float *w, int m, int n, int k,
                                 int n0, int n1)
 {
     for (int i = n0; i < n1; i++) {
         const float *wi = w + (size_t)i * k;
         int r = 0;
-        for (; r + MM_R512 <= m; r += MM_R512) mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R512);
+        for (; r + MM_R512 <= m; r += MM_R512)
+            mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R512);
         switch (m - r) {
-#if MM_R512 > 7
         case 7: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 7); break;
         case 6: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 6); break;
         case 5: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 5); break;
         case 4: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 4); break;
-#endif
         case 3: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 3); break;
         case 2: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2); break;
         case 1: mm512_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1); break;
@@ -153,7 +162,9 @@ static T512 void mm_rows_avx512(float *y, const float *x, const float *w, int m,
     }
 }
 
-/* ---- AVX2: the same order with 8 lanes (32-float steps); 16 ymm registers allow R <= 2 ---- */
+/* ---- AVX2 + FMA: the same shape with 8 lanes; 16 ymm registers allow R <= 4 (8
+** accumulators + 2 W). On a Xeon (no AVX2-only machine at hand) this beat 4 accumulators x
+** 2 rows for m >= 4 and lost ~15% at m = 1 with W in L2, where DRAM-bound rows don't notice. */
 
 #define T256 __attribute__((target("avx2,fma")))
 
@@ -168,12 +179,8 @@ INLINE T256 float mm256_hsum(__m256 v)
 /* Lane masks for the k tail: 8 - t loads starting at mm256_tail + t give t leading ones. */
 static const int32_t mm256_tail[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-#ifndef MM_ACC2
 #define MM_ACC2 2
-#endif
-#ifndef MM_R256
 #define MM_R256 4
-#endif
 
 INLINE T256 void mm256_row(float *y, int ldy, const float *x, const float *w, int k, int R)
 {
@@ -192,7 +199,8 @@ INLINE T256 void mm256_row(float *y, int ldy, const float *x, const float *w, in
         for (int r = 0; r < R; r++) {
             const float *xr = x + (size_t)r * k + j;
 #pragma GCC unroll 4
-            for (int c = 0; c < MM_ACC2; c++) acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(xr + 8 * c), acc[r][c]);
+            for (int c = 0; c < MM_ACC2; c++)
+                acc[r][c] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(xr + 8 * c), acc[r][c]);
         }
     }
     for (; j + 8 <= k; j += 8) {
@@ -206,7 +214,8 @@ INLINE T256 void mm256_row(float *y, int ldy, const float *x, const float *w, in
         __m256 wv = _mm256_maskload_ps(w + j, mask);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
-            acc[r][0] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + (size_t)r * k + j, mask), acc[r][0]);
+            acc[r][0] =
+                _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + (size_t)r * k + j, mask), acc[r][0]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
@@ -223,12 +232,11 @@ static T256 void mm_rows_avx2(float *y, const float *x, const float *w, int m, i
     for (int i = n0; i < n1; i++) {
         const float *wi = w + (size_t)i * k;
         int r = 0;
-        for (; r + MM_R256 <= m; r += MM_R256) mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R256);
+        for (; r + MM_R256 <= m; r += MM_R256)
+            mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, MM_R256);
         switch (m - r) {
-#if MM_R256 > 3
         case 3: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 3); break;
         case 2: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 2); break;
-#endif
         case 1: mm256_row(y + (size_t)r * n + i, n, x + (size_t)r * k, wi, k, 1); break;
         default: break;
         }
@@ -268,10 +276,18 @@ void ops_matmul_simd(ops_simd_level level, threadpool *tp, float *y, const float
     tp_run(tp, mm_worker, &jb);
 }
 
+/* OpenBLAS (pthreads build) runs sgemm on its own pool, all cores by default; ours is idle
+** meanwhile. Measured on the 2-core Zen 4 box, stories110M prefill at m = 32 with a threaded
+** op of ours between the matmuls: our workers, still spinning from that op, slowed sgemm by
+** 5-12% (73 vs 66 ms a pass); tp_park sends them to sleep first and removes the loss.
+** The other way round, OpenBLAS's workers poll with sched_yield for ~0.1 s after each call,
+** but they yield: our m = 1 pass right after an sgemm ran as fast as one 300 ms later. So no
+** openblas_set_num_threads (process-global state): both pools keep all cores. */
 void ops_matmul_sgemm(threadpool *tp, float *y, const float *x, const float *w, int m, int n,
                       int k)
 {
     if (m <= 0 || n <= 0) return;
+    tp_park(tp);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
 }
 

@@ -2,19 +2,29 @@
 ** threadpool.c — the CPU backend's worker pool: tp_run(fn) runs fn on every thread and waits.
 **
 ** Why spin: one decode step of a 110M model issues ~100 tp_run calls a few tens of µs apart;
-** a condvar wake-up costs 5–50 µs (futex + scheduler), the same order as the work. So each
-** worker spins on an atomic job counter (with a pause instruction, which keeps the SMT
-** sibling and the power budget free) for TP_SPIN_NS after its last job before it sleeps.
-** 300 µs covers the gaps inside a forward pass (kernels, attention, sampling) while a pool
-** left alone between requests goes to sleep within a third of a millisecond.
+** a condvar wake-up costs 5-50 µs (futex + scheduler), the same order as the work. So each
+** worker spins on an atomic job counter (with a pause instruction, which frees the SMT
+** sibling and the power budget) for TP_SPIN_NS after its last job before it sleeps. 300 µs
+** covers the gaps inside a forward pass (kernels, attention, sampling), while a pool left
+** alone between requests goes to sleep within a third of a millisecond. Measured: an empty
+** tp_run costs ~0.15 µs with 2 threads on 2 idle cores.
+**
+** When cores are contended, spinning hurts: a spinning thread holds the core that a thread
+** with work (ours, another process's, OpenBLAS's) needs. Three rules, each measured on the
+** 2-core box: more threads than CPUs -> nobody spins (libgomp throttles GOMP_SPINCOUNT the
+** same way; 3 spinning threads on 2 cores took 340-860 µs per empty tp_run, ~15 µs without);
+** the caller waits for the workers' shares by spinning only TP_WAIT_SPIN_NS, then sleeps;
+** a worker that had to wake a sleeping caller goes to sleep after the job instead of
+** spinning (with a busy process beside a 2-thread pool: 78 µs per empty tp_run -> 2-3 µs).
 **
 ** Protocol: the caller publishes fn/arg with plain stores, then bumps `gen` (seq_cst); a
-** worker that sees a new `gen` reads fn/arg, runs, and decrements `pending` (release); the
-** caller spins until `pending` is 0 (acquire), so the next publish cannot race a reader.
+** worker that sees a new `gen` reads fn/arg, runs, and decrements `pending`; the caller
+** waits until `pending` is 0 (acquire), so the next publish cannot race a reader.
 ** Sleeping: a worker increments `n_sleeping` and re-checks `gen` under the mutex before
 ** waiting; the caller bumps `gen` and then reads `n_sleeping`. Both are seq_cst, so at least
 ** one side sees the other (Dekker): either the worker sees the new job, or the caller sees a
 ** sleeper and broadcasts under the mutex, which the worker holds until it is in cond_wait.
+** The caller's sleep is the mirror image (`caller_sleeping` against `pending`).
 **
 ** n_threads == 1 starts no thread: tp_run calls fn(arg, 0, 1) inline.
 */
@@ -35,11 +45,13 @@
 
 /* Spin budget after a job before sleeping (see the header comment for the reason). */
 #define TP_SPIN_NS 300000ull
-/* Read the clock once per this many pauses: a vDSO clock_gettime is ~20 ns, a pause
-** 10-140 cycles depending on the core, so the check costs well under 10% of a spin. */
+/* Read the clock once per this many pauses: measured on Zen 4, uv_hrtime (vDSO) ~24 ns and
+** a pause ~26 ns, so a check every ~1.7 µs costs ~1.5% and overshoots the budget by little.
+** (Intel's pause is 10-140 cycles by generation; the budget is in ns, so it holds there.) */
 #define TP_SPIN_CHECK 64
 
-/* The caller's spin budget waiting for the workers' shares (see tp_wait). */
+/* The caller's spin budget waiting for the workers' shares (see tp_wait): well above the
+** few µs by which equal shares of a kernel differ, well below a scheduler time slice. */
 #define TP_WAIT_SPIN_NS 30000ull
 
 typedef struct tp_worker {
@@ -62,6 +74,7 @@ struct threadpool {
     /* Separate cache lines: `gen` is read by every spinning worker, `pending` is written
     ** by each finishing one; sharing a line would make the spinners bounce it. */
     _Alignas(64) atomic_uint gen;
+    atomic_uint park;            /* bumped by tp_park: spinning workers go to sleep */
     _Alignas(64) atomic_int pending;
     _Alignas(64) atomic_int n_sleeping;
     atomic_int caller_sleeping;
@@ -76,7 +89,8 @@ static void tp_worker_main(void *p)
 {
     tp_worker *w = p;
     threadpool *tp = w->tp;
-    unsigned seen = 0;   /* gen starts at 0 */
+    unsigned seen = 0;        /* gen starts at 0 */
+    unsigned park_seen = 0;   /* tp->park when the last job was taken */
     int spin = 1;
 
     for (;;) {
@@ -87,6 +101,7 @@ static void tp_worker_main(void *p)
                 TP_PAUSE();
                 g = atomic_load_explicit(&tp->gen, memory_order_acquire);
                 if (g != seen) break;
+                if (atomic_load_explicit(&tp->park, memory_order_relaxed) != park_seen) break;
                 if (i % TP_SPIN_CHECK == 0) {
                     uint64_t now = uv_hrtime();
                     if (!deadline) deadline = now + tp->spin_ns;
@@ -103,6 +118,8 @@ static void tp_worker_main(void *p)
         }
         seen = g;
         if (atomic_load_explicit(&tp->stop, memory_order_acquire)) return;
+        /* Read before `pending` drops: a tp_park after this tp_run returns is then a change. */
+        park_seen = atomic_load_explicit(&tp->park, memory_order_relaxed);
         tp->fn(tp->arg, w->ith, tp->n_threads);
         /* seq_cst, and then the caller_sleeping check: the Dekker pair of tp_wait's. */
         spin = 1;
@@ -134,8 +151,7 @@ static void tp_publish(threadpool *tp)
 ** one memory-bound loop), so spin first. If a worker is not running (its core taken by
 ** another process or by OpenBLAS's threads), spinning on holds the one core it could move
 ** to, so after wait_spin_ns sleep instead: an idle core makes the scheduler pull the
-** runnable worker over at once. (Measured with another process busy on one of the 2 cores:
-** an empty tp_run took 50-340 µs when the caller only spun, ~25 µs with this.) */
+** runnable worker over at once. */
 static void tp_wait(threadpool *tp)
 {
     uint64_t deadline = 0;
@@ -176,6 +192,7 @@ infer_status tp_create(int n_threads, threadpool **out)
         tp->wait_spin_ns = TP_WAIT_SPIN_NS;
     }
     atomic_init(&tp->gen, 0);
+    atomic_init(&tp->park, 0);
     atomic_init(&tp->pending, 0);
     atomic_init(&tp->n_sleeping, 0);
     atomic_init(&tp->caller_sleeping, 0);
@@ -240,6 +257,13 @@ void tp_destroy(threadpool *tp)
 }
 
 int tp_size(const threadpool *tp) { return tp ? tp->n_threads : 1; }
+
+void tp_park(threadpool *tp)
+{
+    /* Relaxed: a hint. A worker that misses it sleeps at the end of its spin budget anyway,
+    ** and one that sees it still re-checks `gen` under the mutex before sleeping. */
+    if (tp && tp->workers) atomic_fetch_add_explicit(&tp->park, 1, memory_order_relaxed);
+}
 
 void tp_run(threadpool *tp, tp_fn fn, void *arg)
 {

@@ -20,5 +20,9 @@ void tp_destroy(threadpool *tp);
 int tp_size(const threadpool *tp);
 /* Not reentrant: one tp_run at a time per pool (the engine thread). */
 void tp_run(threadpool *tp, tp_fn fn, void *arg);
+/* Ask workers spinning for the next job to sleep now, before the caller hands the cores to
+** another pool (OpenBLAS's threads, for sgemm): a spinning worker holds a core the other
+** pool needs. The next tp_run wakes them. A hint; safe wherever tp_run is. */
+void tp_park(threadpool *tp);
 
 #endif
