@@ -12,8 +12,9 @@
 **                 [-m rows,...] [-c rows,...] [-n model]
 ** -m: the m values of the main table (1,2,4,8,32); -c: those of the SIMD-vs-sgemm sweep on
 ** stories110M (2..128), -q skips it; -n: one model only; -x runs only the OpenBLAS/pool
-** interplay cases (bench_interplay); -l runs the main table with the SIMD kernel forced. Best-of-repeats is reported: the machine
-** may be shared, and the minimum is the least disturbed run.
+** interplay cases (bench_interplay); -l runs the main table with the SIMD kernel forced.
+** Best-of-repeats is reported: the machine may be shared, and the minimum is the least
+** disturbed run.
 */
 #include "cpu/ops.h"
 #include "cpu/ops_simd.h"

@@ -277,12 +277,13 @@ void ops_matmul_simd(ops_simd_level level, threadpool *tp, float *y, const float
 }
 
 /* OpenBLAS (pthreads build) runs sgemm on its own pool, all cores by default; ours is idle
-** meanwhile. Measured on the 2-core Zen 4 box, stories110M prefill at m = 32 with a threaded
-** op of ours between the matmuls: our workers, still spinning from that op, slowed sgemm by
-** 5-12% (73 vs 66 ms a pass); tp_park sends them to sleep first and removes the loss.
-** The other way round, OpenBLAS's workers poll with sched_yield for ~0.1 s after each call,
-** but they yield: our m = 1 pass right after an sgemm ran as fast as one 300 ms later. So no
-** openblas_set_num_threads (process-global state): both pools keep all cores. */
+** meanwhile. Measured on the 2-core Zen 4 box (bench_kernels -x), stories110M prefill at
+** m = 32 with a threaded op of ours between the matmuls: our workers, still spinning from
+** that op, held a core OpenBLAS wanted: ~71 ms a pass (median of 7) against ~65 ms with a
+** 1-thread pool. tp_park sends them to sleep first: ~66 ms. The other way round, OpenBLAS's
+** workers poll with sched_yield for ~0.1 s after each call, but they yield: our m = 1 pass
+** just after an sgemm (12-16 ms) was never slower than the same pass 300 ms later, when
+** they sleep. So no openblas_set_num_threads (process-global state): both keep all cores. */
 void ops_matmul_sgemm(threadpool *tp, float *y, const float *x, const float *w, int m, int n,
                       int k)
 {
