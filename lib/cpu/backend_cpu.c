@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "quant.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,47 @@ typedef struct attn_job {
     int scores_cap;
 } attn_job;
 
+/* q·k and y += a x over one head: AVX2+FMA where the CPU has it (attention reads every cached
+** position of every head each step, so these loops matter at long contexts). */
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static float dot(const float *a, const float *b, int n, int avx2)
+{
+    if (avx2) return dot_avx2(a, b, n);
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *y, float a, const float *x, int n, int avx2)
+{
+    if (avx2) {
+        axpy_avx2(y, a, x, n);
+        return;
+    }
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 /* One query head of one row: scores over positions 0..pos, softmax, weighted sum of V. */
 static void attend_one(const attn_args *a, int r, int h, float *sc)
 {
@@ -83,18 +125,16 @@ static void attend_one(const attn_args *a, int r, int h, float *sc)
     const int32_t *blocks = a->b->tables[r]->blocks;
     float scale = 1.0f / sqrtf((float)hd);
 
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     for (int32_t t = 0; t <= pos; t++) {
         const float *k = kv_k(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        float s = 0.0f;
-        for (int i = 0; i < hd; i++) s += q[i] * k[i];
-        sc[t] = s * scale;
+        sc[t] = dot(q, k, hd, avx2) * scale;
     }
     ops_ref_softmax(sc, pos + 1);
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t t = 0; t <= pos; t++) {
         const float *v = kv_v(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        float p = sc[t];
-        for (int i = 0; i < hd; i++) out[i] += p * v[i];
+        axpy(out, sc[t], v, hd, avx2);
     }
 }
 
