@@ -137,7 +137,7 @@ static uint32_t byte_to_cp(unsigned b, unsigned *n_other)
     return 256 + (*n_other)++;
 }
 
-static void build_byte_maps(tokenizer *t)
+void tok_bpe_byte_maps(tokenizer *t)
 {
     unsigned n_other = 0;
     for (int i = 0; i < 324; i++) t->sym_byte[i] = -1;
@@ -166,7 +166,7 @@ static int32_t decode_char(const unsigned char *s, size_t n)
 /* Decoded text of every token: symbols back to bytes for text tokens; control, unknown and
 ** user-defined tokens keep their stored text (llama.cpp token_to_piece). A character that
 ** stands for no byte (not in any real byte-level vocab) is kept as it is. */
-static infer_status build_pieces(tokenizer *t)
+infer_status tok_bpe_pieces(tokenizer *t)
 {
     size_t total = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) total += t->len[i] + 1;
@@ -287,9 +287,9 @@ infer_status tok_bpe_setup(tokenizer *t, const gguf_file *g, const char *path)
     /* llama.cpp: the Llama-3 pre-tokenizer comes with ignore_merges and add_bos. */
     t->ignore_merges = kind == PRETOK_LLAMA3;
     t->add_bos = kind == PRETOK_LLAMA3;
-    build_byte_maps(t);
+    tok_bpe_byte_maps(t);
     infer_status st = load_merges(t, g, path);
-    if (!st) st = build_pieces(t);
+    if (!st) st = tok_bpe_pieces(t);
     return st;
 }
 

@@ -236,65 +236,6 @@ infer_status tok_hf_spm_scores(tokenizer *t, const hf_tok_ctx *c)
 
 /* ---------------------------------------------------------------------- byte-level */
 
-/* GPT-2 bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the other 68 map to
-** U+0100.. in byte order (as tok_bpe.c). */
-static void byte_maps(tokenizer *t)
-{
-    unsigned n_other = 0;
-    for (int i = 0; i < 324; i++) t->sym_byte[i] = -1;
-    for (unsigned b = 0; b < 256; b++) {
-        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-        uint32_t cp = printable ? b : 256 + n_other++;
-        t->sym_byte[cp] = (int16_t)b;
-        if (cp < 0x80) {
-            t->byte_sym[b][0] = (unsigned char)cp;
-            t->byte_sym_len[b] = 1;
-        } else {
-            t->byte_sym[b][0] = (unsigned char)(0xC0 | (cp >> 6));
-            t->byte_sym[b][1] = (unsigned char)(0x80 | (cp & 0x3F));
-            t->byte_sym_len[b] = 2;
-        }
-    }
-}
-
-/* Decoded bytes of each token: symbols back to bytes; control, unknown and user-defined
-** tokens as stored (HF's ByteLevel decoder leaves added tokens alone). */
-static infer_status byte_pieces(tokenizer *t)
-{
-    size_t total = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++) total += t->len[i] + 1;
-    t->dec = malloc(total);
-    t->dec_off = malloc((size_t)t->n_vocab * sizeof *t->dec_off);
-    t->dec_len = malloc((size_t)t->n_vocab * sizeof *t->dec_len);
-    if (!t->dec || !t->dec_off || !t->dec_len)
-        return infer_err(INFER_ENOMEM, "out of memory for the pieces of %d tokens", t->n_vocab);
-    size_t o = 0;
-    for (int32_t i = 0; i < t->n_vocab; i++) {
-        const unsigned char *s = (const unsigned char *)t->blob + t->off[i];
-        uint32_t n = t->len[i];
-        uint8_t ty = t->type[i];
-        t->dec_off[i] = (uint32_t)o;
-        for (uint32_t k = 0; k < n;) {
-            size_t l = INFER_MIN(tok_utf8_len(s[k]), (size_t)(n - k));
-            int32_t cp = -1;
-            if (l == 1 && s[k] < 0x80) cp = s[k];
-            else if (l == 2 && s[k] >= 0xC2 && s[k] < 0xE0 && (s[k + 1] & 0xC0) == 0x80)
-                cp = (s[k] & 0x1F) << 6 | (s[k + 1] & 0x3F);
-            int special = ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED;
-            if (!special && cp >= 0 && cp < 324 && t->sym_byte[cp] >= 0) {
-                t->dec[o++] = (char)t->sym_byte[cp];
-            } else {
-                memcpy(t->dec + o, s + k, l);
-                o += l;
-            }
-            k += (uint32_t)l;
-        }
-        t->dec_len[i] = (uint32_t)(o - t->dec_off[i]);
-        t->dec[o++] = 0;
-    }
-    return INFER_OK;
-}
-
 /* The rank table tok_bpe.c's bpe_pair reads: "a b" texts, the split, an open-addressing hash
 ** over the texts (the first of duplicate merges keeps its rank). */
 static infer_status rank_table(tokenizer *t, const hf_tok_ctx *c, const cJSON *arr)
@@ -368,7 +309,7 @@ infer_status tok_hf_bpe_setup(tokenizer *t, const hf_tok_ctx *c)
     if ((st = hf_get_bool(c->model, c->file, "model", "ignore_merges", &ignore))) return st;
     t->pretok = (int)kind;
     t->ignore_merges = ignore;
-    byte_maps(t);
+    tok_bpe_byte_maps(t);
     if ((st = rank_table(t, c, arr))) return st;
-    return byte_pieces(t);
+    return tok_bpe_pieces(t); /* HF's ByteLevel decoder: the same mapping back */
 }

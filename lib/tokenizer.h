@@ -302,6 +302,10 @@ infer_status tok_spm_encode(const tokenizer *t, tok_work *w, const char *s, size
                             tok_ids *o);
 infer_status tok_bpe_setup(tokenizer *t, const gguf_file *g, const char *path);
 infer_status tok_bpe_encode(const tokenizer *t, tok_work *w, const char *s, size_t n, tok_ids *o);
+/* GPT-2's bytes_to_unicode maps (sym_byte, byte_sym), and every token's decoded bytes (dec):
+** shared by the GGUF and tokenizer.json byte-level loaders. */
+void tok_bpe_byte_maps(tokenizer *t);
+infer_status tok_bpe_pieces(tokenizer *t);
 infer_status tok_wordpiece_setup(tokenizer *t, int phantom);
 infer_status tok_wordpiece_encode(const tokenizer *t, tok_work *w, const char *s, size_t n, tok_ids *o);
 
