@@ -22,13 +22,32 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -fvisibility=hidden \
-           -Iinclude -Ilib $(PKG_CFLAGS) $(SANITIZE) -MMD -MP $(CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lm -lpthread
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -fvisibility=hidden \
+           -Iinclude -Ilib $(PKG_CFLAGS) $(CUDA_CFLAGS) $(SANITIZE) -MMD -MP $(CFLAGS)
+LDLIBS  = $(PKG_LIBS) $(CUDA_LIBS) -lm -lpthread
 LDFLAGS += $(SANITIZE)
 
 LIB_SRC := $(wildcard lib/*.c lib/cpu/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+
+# The CUDA backend is built whenever nvcc is found (on PATH or in /usr/local/cuda): kernels/*.cu
+# for Hopper (sm_90a), Ampere (sm_80) and PTX for later GPUs; the library then links cuBLAS and
+# the static CUDA runtime, and picks the GPU at run time when one is present. CUDA=0 forces a
+# CPU-only build.
+CUDA ?= 1
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+ifeq ($(CUDA),1)
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+             -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-fvisibility=hidden -Ikernels $(NVCCFLAGS)
+CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(wildcard kernels/*.cu))
+LIB_SRC += $(wildcard lib/cuda/*.c)
+CUDA_CFLAGS := -DINFER_HAVE_CUDA -I$(CUDA_HOME)/include
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+endif
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -48,6 +67,10 @@ lib: $(BUILD)/libinfer.a $(BUILD)/libinfer.so
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DINFER_BUILD -c $< -o $@
+
+$(BUILD)/obj/kernels/%.o: kernels/%.cu kernels/kernels.h kernels/common.cuh
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 
 $(BUILD)/libinfer.a: $(LIB_OBJ)
 	@rm -f $@
@@ -76,7 +99,7 @@ $(BUILD)/infer-server: $(SERVER_OBJ) $(BUILD)/libinfer.so
 	    $(shell pkg-config --libs libuv libcjson 2>/dev/null) -lhttp_parser
 
 # Test runners link the static library: unit tests reach internal (hidden) symbols.
-$(BUILD)/tests/%: tests/%.c tests/test_util.h $(BUILD)/libinfer.a
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libinfer.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libinfer.a $(LDFLAGS) $(LDLIBS) -lcmocka
 

@@ -80,8 +80,13 @@ INFER_API const char *infer_last_error(const infer_session *s);
 
 typedef enum infer_backend {
     INFER_BACKEND_AUTO = 0,  /* the best backend available in this build and machine */
-    INFER_BACKEND_CPU  = 1   /* C kernels + OpenBLAS */
+    INFER_BACKEND_CPU  = 1,  /* C kernels + OpenBLAS */
+    INFER_BACKEND_CUDA = 2   /* NVIDIA GPU: CUDA kernels + cuBLAS (builds made where nvcc was
+                                found); AUTO picks it when such a build sees a GPU */
 } infer_backend;
+
+/* Most GPUs one session drives (tensor parallelism over the GPUs of one host). */
+#define INFER_MAX_DEVICES 8
 
 typedef enum infer_threading {
     INFER_THREADING_ENGINE = 0,  /* the session owns an engine thread that runs steps */
@@ -112,6 +117,9 @@ typedef struct infer_session_params {
     size_t kv_cache_bytes;     /* KV pool of each loaded model, in bytes; default 256 MiB */
     int prefix_cache;          /* share the KV of identical prompt prefixes (full blocks);
                                   default 1 */
+    int n_devices;             /* CUDA: GPUs used (a model's layers split across them);
+                                  default 0 = one, devices[0] */
+    int devices[INFER_MAX_DEVICES]; /* CUDA device ordinals; default {0} */
     infer_log_fn log_fn;       /* default NULL: no logging */
     void *log_user;
     infer_log_level log_level; /* default INFER_LOG_WARN */

@@ -16,7 +16,9 @@ infer_status batch_reserve(batch *b, int cap)
     if (s) b->tables = s;
     uint8_t *w = realloc(b->want_logits, (size_t)cap);
     if (w) b->want_logits = w;
-    if (!t || !p || !s || !w) return infer_err(INFER_ENOMEM, "out of memory for a batch of %d tokens", cap);
+    uint8_t *f = realloc(b->full_logits, (size_t)cap);
+    if (f) b->full_logits = f;
+    if (!t || !p || !s || !w || !f) return infer_err(INFER_ENOMEM, "out of memory for a batch of %d tokens", cap);
     b->cap = cap;
     return INFER_OK;
 }
@@ -33,15 +35,17 @@ void batch_free(batch *b)
     free(b->pos);
     free(b->tables);
     free(b->want_logits);
+    free(b->full_logits);
     *b = (batch){0};
 }
 
-void batch_add(batch *b, int32_t token, int32_t pos, const kv_seq *table, int want_logits)
+void batch_add(batch *b, int32_t token, int32_t pos, const kv_seq *table, int want_logits, int full_logits)
 {
     int i = b->n++;
     b->tokens[i] = token;
     b->pos[i] = pos;
     b->tables[i] = table;
     b->want_logits[i] = (uint8_t)(want_logits != 0);
+    b->full_logits[i] = (uint8_t)(want_logits != 0 && full_logits != 0);
     b->n_logits += want_logits != 0;
 }

@@ -15,6 +15,9 @@ typedef struct batch {
     int32_t *pos;            /* (n) its position in its sequence */
     const kv_seq **tables;   /* (n) the sequence's block table (covers pos) */
     uint8_t *want_logits;    /* (n) 1 = logits of this row are needed */
+    uint8_t *full_logits;    /* (n) 1 = the host needs the whole row (sampling other than greedy,
+                                or the request wants logits); else a device backend may return
+                                only the row's argmax */
     int n_logits;            /* rows with want_logits, in row order, in the output */
 } batch;
 
@@ -22,6 +25,6 @@ infer_status batch_reserve(batch *b, int cap);
 void batch_clear(batch *b);
 void batch_free(batch *b);
 /* Append a row (cap must allow it). */
-void batch_add(batch *b, int32_t token, int32_t pos, const kv_seq *table, int want_logits);
+void batch_add(batch *b, int32_t token, int32_t pos, const kv_seq *table, int want_logits, int full_logits);
 
 #endif

@@ -107,10 +107,11 @@ static int is_end_token(const seq *q, int32_t t)
     return 0;
 }
 
-/* Sample q's next token from its logits row and turn it into events. */
-static void next_token(infer_session *s, seq *q, float *lg)
+/* Sample q's next token from its logits row (or take the device's greedy pick when the row
+** stayed on the device: lg NULL) and turn it into events. */
+static void next_token(infer_session *s, seq *q, float *lg, int32_t picked)
 {
-    int32_t t = sampler_sample(q->smp, lg, q->tokens, (size_t)q->n_tokens);
+    int32_t t = lg ? sampler_sample(q->smp, lg, q->tokens, (size_t)q->n_tokens) : picked;
     if (!q->t_first) q->t_first = uv_hrtime();
     q->tokens[q->n_tokens++] = t;
     s->step_gen++;
@@ -140,34 +141,40 @@ static void next_token(infer_session *s, seq *q, float *lg)
 }
 
 /* After the forward pass: logits events, sampling, finishing. */
-static void process_outputs(infer_session *s, float *logits)
+static void process_outputs(infer_session *s, const fwd_out *fo)
 {
-    int li = 0;
+    float *logits = (float *)fo->logits;
+    int li = 0, row = 0; /* li: logit row; row: batch row */
     for (int k = 0; k < s->n_step; k++) {
         seq *q = s->step_seqs[k];
         int chunk = s->step_chunk[k];
         int nv = q->model->hp.vocab_size;
         int completes = q->n_computed + chunk == q->n_tokens;
         float *last = NULL;
+        int last_li = -1;
         if (q->want_logits) {
             for (int j = 0; j < chunk; j++) {
                 int pos = q->n_computed + j;
-                float *row = logits + (size_t)(li + j) * (size_t)nv;
+                float *lrow = logits + (size_t)(li + j) * (size_t)nv;
                 /* After a preemption the same positions are recomputed: report each once. */
                 if (pos >= q->n_logits_sent) {
-                    emit_logits(s, q, pos, row);
+                    emit_logits(s, q, pos, lrow);
                     q->n_logits_sent = pos + 1;
                 }
             }
-            last = logits + (size_t)(li + chunk - 1) * (size_t)nv;
+            last_li = li + chunk - 1;
             li += chunk;
         } else if (completes) {
-            last = logits + (size_t)li * (size_t)nv;
-            li++;
+            last_li = li++;
         }
+        if (last_li >= 0) {
+            /* The row of the sequence's last fed token: its full logits or the device's pick. */
+            if (!fo->argmax || s->b.full_logits[row + chunk - 1]) last = logits + (size_t)last_li * (size_t)nv;
+        }
+        row += chunk;
         q->n_computed += chunk;
         sched_publish_blocks(q);
-        if (completes) next_token(s, q, last);
+        if (completes) next_token(s, q, last, last_li >= 0 && fo->argmax ? fo->argmax[last_li] : 0);
     }
 }
 
@@ -287,9 +294,10 @@ int engine_step(infer_session *s)
         if (seen) continue;
         done[n_done++] = m;
         if (sched_build(s, m, &budget) == 0) continue;
-        const float *logits;
+        fwd_out fo = { 0 };
         uint64_t f0 = uv_hrtime();
-        infer_status st = llama_forward(m, s->be, &s->b, &logits);
+        infer_status st = m->dev ? s->be->ops->forward(s->be, m, &s->b, &fo)
+                                 : llama_forward(m, s->be, &s->b, &fo.logits);
         t_fwd += uv_hrtime() - f0;
         did = 1;
         max_seqs = INFER_MAX(max_seqs, s->n_step);
@@ -298,7 +306,7 @@ int engine_step(infer_session *s)
             infer_log(&s->log, INFER_LOG_ERROR, "forward pass of %s failed: %s", m->name, infer_err_text());
             for (int k = 0; k < s->n_step; k++) seq_finish(s, s->step_seqs[k], st, INFER_FINISH_ERROR);
         } else {
-            process_outputs(s, (float *)logits);
+            process_outputs(s, &fo);
         }
         i = -1; /* finished sequences left the running array: rescan it from the start */
     }

@@ -10,15 +10,16 @@
 
 #include <stdlib.h>
 
-size_t kv_block_bytes(int block_tokens, int n_layers, int kv_dim)
+size_t kv_block_bytes(size_t elem_bytes, int block_tokens, int n_layers, int kv_dim)
 {
-    return (size_t)block_tokens * (size_t)n_layers * 2 * (size_t)kv_dim * sizeof(float);
+    return (size_t)block_tokens * (size_t)n_layers * 2 * (size_t)kv_dim * elem_bytes;
 }
 
-infer_status kv_pool_init(kv_pool *p, size_t bytes, int block_tokens, int n_layers, int kv_dim, int prefix_cache)
+infer_status kv_pool_init(kv_pool *p, size_t bytes, size_t elem_bytes, int host_data, int block_tokens,
+                          int n_layers, int kv_dim, int prefix_cache)
 {
     *p = (kv_pool){ 0 };
-    size_t bb = kv_block_bytes(block_tokens, n_layers, kv_dim);
+    size_t bb = kv_block_bytes(elem_bytes, block_tokens, n_layers, kv_dim);
     size_t n = bb ? bytes / bb : 0;
     if (n == 0)
         return infer_err(INFER_ENOMEM,
@@ -31,11 +32,11 @@ infer_status kv_pool_init(kv_pool *p, size_t bytes, int block_tokens, int n_laye
     p->n_blocks = (int32_t)n;
     /* malloc, not calloc: every position is written before it is read, and untouched blocks
     ** then cost no physical memory. */
-    p->data = malloc(n * bb);
+    p->data = host_data ? malloc(n * bb) : NULL;
     p->free_list = malloc(n * sizeof(int32_t));
     p->refs = calloc(n, sizeof(int32_t));
     infer_status st = INFER_OK;
-    if (!p->data || !p->free_list || !p->refs)
+    if ((host_data && !p->data) || !p->free_list || !p->refs)
         st = infer_err(INFER_ENOMEM, "cannot allocate a KV pool of %zu blocks (%zu bytes)", n, n * bb);
     else if (prefix_cache)
         st = prefix_init(p);

@@ -15,7 +15,8 @@
 #include "internal.h"
 
 typedef struct kv_pool {
-    float *data;         /* (n_blocks, n_layers, 2, block_tokens, kv_dim) */
+    float *data;         /* (n_blocks, n_layers, 2, block_tokens, kv_dim); NULL when the blocks
+                            live on a device (the backend holds them; same layout) */
     int32_t n_blocks;
     int block_tokens;
     int n_layers;
@@ -35,12 +36,13 @@ typedef struct kv_pool {
     int32_t lru_head, lru_tail, n_lru;
 } kv_pool;
 
-/* Sizes the pool to floor(bytes / block bytes) blocks: INFER_ENOMEM if that is 0 or the
-** allocation fails. prefix_cache != 0 enables sharing of full prompt blocks. */
-infer_status kv_pool_init(kv_pool *p, size_t bytes, int block_tokens, int n_layers, int kv_dim,
-                          int prefix_cache);
+/* Sizes the pool to floor(bytes / block bytes) blocks of elem_bytes-sized elements:
+** INFER_ENOMEM if that is 0 or an allocation fails. host_data = 0 keeps only the bookkeeping
+** (a device backend stores the blocks). prefix_cache != 0 enables sharing of full prompt blocks. */
+infer_status kv_pool_init(kv_pool *p, size_t bytes, size_t elem_bytes, int host_data, int block_tokens,
+                          int n_layers, int kv_dim, int prefix_cache);
 void kv_pool_free(kv_pool *p);
-size_t kv_block_bytes(int block_tokens, int n_layers, int kv_dim);
+size_t kv_block_bytes(size_t elem_bytes, int block_tokens, int n_layers, int kv_dim);
 
 /* Start of K (or V) rows of `layer` in `block`: block_tokens rows of kv_dim. */
 static inline float *kv_k(const kv_pool *p, int32_t block, int layer)

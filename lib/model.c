@@ -38,6 +38,7 @@ infer_status model_own(infer_model *m, void *p)
 static void model_free(infer_model *m)
 {
     if (!m) return;
+    if (m->be && m->be->ops->model_free) m->be->ops->model_free(m->be, m);
     if (m->resident) atomic_fetch_sub(m->resident, 1);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
@@ -98,7 +99,7 @@ static infer_status load_llama2c(infer_model *m, const char *path, const infer_m
     return INFER_OK;
 }
 
-infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
+infer_status model_load(const char *path, const infer_model_params *mp, backend *be, size_t kv_bytes,
                         int kv_block_tokens, int prefix_cache, infer_model **out)
 {
     *out = NULL;
@@ -136,9 +137,16 @@ infer_status model_load(const char *path, const infer_model_params *mp, size_t k
     st = rope_init(m);
     if (st) goto fail;
     m->weight_bytes = weight_bytes_per_step(m);
-    st = kv_pool_init(&m->kv, kv_bytes, kv_block_tokens, m->hp.n_layers, m->hp.n_kv_heads * m->hp.head_dim,
-                      prefix_cache);
+    size_t kv_elem = sizeof(float);
+    int device = be && be->ops->model_init;
+    if (device) {
+        m->be = be;
+        if ((st = be->ops->model_init(be, m, &kv_elem))) goto fail;
+    }
+    st = kv_pool_init(&m->kv, kv_bytes, kv_elem, !device, kv_block_tokens, m->hp.n_layers,
+                      m->hp.n_kv_heads * m->hp.head_dim, prefix_cache);
     if (st) goto fail;
+    if (device && (st = be->ops->model_kv(be, m))) goto fail;
     *out = m;
     return INFER_OK;
 fail:

@@ -112,13 +112,15 @@ typedef struct infer_model {
     int n_owned, cap_owned;
     int max_running;         /* per-model concurrency limit; 0 = none */
     size_t weight_bytes;     /* bytes read per forward step (all but the embedding gather) */
+    backend *be;             /* the backend holding device state (dev), or NULL */
+    void *dev;               /* that backend's per-model state (weights, KV, workspace) */
     atomic_int refs;
     atomic_long *resident;   /* the session's count of models in memory (or NULL) */
     atomic_int unloading;    /* set by infer_model_unload: the engine cancels its sequences */
 } infer_model;
 
 /* Load a llama2.c checkpoint + its tokenizer and create its KV pool. */
-infer_status model_load(const char *path, const infer_model_params *mp, size_t kv_bytes,
+infer_status model_load(const char *path, const infer_model_params *mp, backend *be, size_t kv_bytes,
                         int kv_block_tokens, int prefix_cache, infer_model **out);
 void model_ref(infer_model *m);
 void model_unref(infer_model *m);

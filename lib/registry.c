@@ -56,7 +56,7 @@ INFER_API infer_status infer_model_load(infer_session *s, const char *name, cons
     if (dup) return infer_err(INFER_EINVAL, "model '%s' version '%s' is already loaded", name, version);
 
     infer_model *m;
-    infer_status st = model_load(path, &mp, s->p.kv_cache_bytes, s->p.kv_block_tokens, s->p.prefix_cache, &m);
+    infer_status st = model_load(path, &mp, s->be, s->p.kv_cache_bytes, s->p.kv_block_tokens, s->p.prefix_cache, &m);
     if (st) return st;
     m->name = infer_strdup(name);
     m->version = infer_strdup(version);

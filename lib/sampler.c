@@ -292,6 +292,11 @@ static size_t top_p_unsorted(sampler *s, size_t n, double total)
     return lo + nucleus_len(c + lo, hi - lo, need);
 }
 
+int sampler_is_greedy(const sampler *s)
+{
+    return s->p.temperature <= 0.0f && !s->count;
+}
+
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history)
 {
     apply_penalties(s, logits, history, n_history);

@@ -30,6 +30,10 @@ typedef struct sampler sampler;
 infer_status sampler_create(const sampler_params *p, int32_t n_vocab, sampler **out);
 void sampler_free(sampler *s);
 
+/* 1 when the choice is the plain argmax of the logits (temperature 0, no penalties), so a
+** device backend may pick it where the logits are. */
+int sampler_is_greedy(const sampler *s);
+
 /* Choose the next token. `logits` (n_vocab) may be modified. `history` holds the
 ** sequence so far (prompt + generated), used by the penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);

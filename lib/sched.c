@@ -224,7 +224,8 @@ static void add_rows(infer_session *s, seq *q, int chunk)
     int completes = q->n_computed + chunk == q->n_tokens;
     for (int j = 0; j < chunk; j++) {
         int pos = q->n_computed + j;
-        batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || (completes && j == chunk - 1));
+        batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || (completes && j == chunk - 1),
+                  q->want_logits || !sampler_is_greedy(q->smp));
         if (pos < q->n_prompt) s->step_prompt++;
     }
     s->step_seqs[s->n_step] = q;

@@ -101,7 +101,7 @@ INFER_API infer_status infer_session_create(const infer_session_params *pin, inf
         goto fail_mem;
     }
     rng_seed(&s->route_rng, uv_hrtime());
-    st = backend_create(p.backend, p.n_threads, &s->be);
+    st = backend_create(&p, &s->be);
     if (st) goto fail_fd;
     st = metrics_init(&s->mx);
     if (st) {

@@ -1,0 +1,76 @@
+/*
+** common.cuh — helpers shared by the kernels (device side only).
+*/
+#ifndef INFER_KERNELS_COMMON_CUH
+#define INFER_KERNELS_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define LAUNCHED() ((int)cudaGetLastError())
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Element loads/stores by type tag. */
+__device__ __forceinline__ float ld_elem(const void *p, size_t i, int type)
+{
+    switch (type) {
+    case KT_F16: return __half2float(((const __half *)p)[i]);
+    case KT_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+
+__device__ __forceinline__ void st_elem(void *p, size_t i, int type, float v)
+{
+    switch (type) {
+    case KT_F16: ((__half *)p)[i] = __float2half_rn(v); break;
+    case KT_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+/* Element `i` of a KV cache row of `type`. */
+template <int T> __device__ __forceinline__ float ld_t(const void *p, size_t i)
+{
+    if (T == KT_F16) return __half2float(((const __half *)p)[i]);
+    if (T == KT_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024). */
+__device__ __forceinline__ float block_sum(float v, float *sh32)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh32[w] = v;
+    __syncthreads();
+    int nw = (blockDim.x + 31) >> 5;
+    v = threadIdx.x < nw ? sh32[threadIdx.x] : 0.0f;
+    if (w == 0) v = warp_sum(v);
+    if (threadIdx.x == 0) sh32[0] = v;
+    __syncthreads();
+    return sh32[0];
+}
+
+static inline cudaStream_t S(void *stream)
+{
+    return (cudaStream_t)stream;
+}
+
+#endif

@@ -1,0 +1,109 @@
+/*
+** kernels.h — the CUDA kernels of the GPU backend, as plain C launch functions.
+**
+** Each function enqueues one kernel on `stream` (a cudaStream_t) and returns the launch's
+** cudaError_t as an int (0 = cudaSuccess); nothing here synchronises. Pointers are device
+** pointers. Activations between kernels are fp32; weights and the KV cache use the element
+** types below. One kernel family per file under kernels/; every kernel has a plain-C
+** reference in lib/cpu/ops_ref.c or lib/dtype.c and a comparison in tests/test_cuda.c.
+*/
+#ifndef INFER_KERNELS_H
+#define INFER_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types on the device (values chosen to match lib/dtype.h for the shared ones). */
+enum { KT_F32 = 0, KT_F16 = 1, KT_Q4_0 = 2, KT_Q8_0 = 8, KT_BF16 = 30 };
+
+/* A weight matrix on the device: n rows (outputs) of k elements. Dense types are row-major.
+** Q8_0 / Q4_0 are repacked at upload for aligned 16-byte loads: `q` holds every row's quants
+** (k bytes for Q8_0, k/2 for Q4_0: byte j of a 32-block holds element j in its low nibble and
+** j+16 in its high one, as ggml), `d` holds the f16 scale of each 32-block, row-major. */
+typedef struct kmat {
+    int type;
+    int64_t n, k;
+    void *q;          /* dense: the elements; quantized: the quants */
+    uint16_t *d;      /* quantized: (n, k/32) f16 scales; NULL for dense types */
+} kmat;
+
+/* Embedding rows: out[r] = table[tokens[r]] as fp32 (r < rows). */
+int k_embed(void *stream, float *out, const kmat *table, const int32_t *tokens, int rows);
+
+/* Fused residual add + RMSNorm over rows of n: if add != NULL, x += add (in place);
+** then out[r] = x[idx ? idx[r] : r] / rms * w. out may not alias x. */
+int k_rmsnorm(void *stream, float *out, float *x, const float *add, const float *w, const int32_t *idx,
+              int rows, int n, float eps);
+
+/* The attention input stage. qkv: (rows, qd + 2*kvd) fp32 straight from the fused QKV matmul.
+** Adds the optional biases (qd + 2*kvd, or NULL), rotates q and k by RoPE at pos[r] with the
+** per-pair frequencies freqs (head_dim/2; neox = rotate halves), writes the rotated q to
+** q_out (rows, qd) and k, v to the cache slot slot[r] (block * block_tokens + offset; -1 =
+** a padding row, nothing stored) of layer `layer`. Cache layout per block:
+** (n_layers, 2, block_tokens, kvd) of kv_type (KT_F32, KT_F16 or KT_BF16). */
+typedef struct kv_geom {
+    void *cache;
+    int kv_type;
+    int n_layers, block_tokens, kvd;
+} kv_geom;
+int k_rope_store(void *stream, float *q_out, const float *qkv, const float *bias, const int32_t *pos,
+                 const int32_t *slot, const float *freqs, int neox, int rows, int n_heads, int n_kv_heads,
+                 int head_dim, const kv_geom *kv, int layer);
+
+/* Paged attention over tiles of query rows. A tile is up to `tile_rows` consecutive rows of
+** one sequence (a decode row is a tile of 1); tiles[t] = {row0, n_rows, seq}. Row r attends
+** positions 0..pos[r] of its sequence, whose block table is bt[bt_off[seq] ..]. The grid is
+** (n_tiles, n_kv_heads, n_splits): split s covers positions [s*split_len, (s+1)*split_len)
+** (flash-decoding); each block serves all query heads of its KV head (grouped-query).
+** Partial results go to part_o (rows, n_heads, n_splits, head_dim) and part_ml (rows, n_heads,
+** n_splits, 2) and are merged by k_attn_combine into out (rows, n_heads*head_dim). A tile with
+** n_rows = 0 is padding. */
+typedef struct attn_desc {
+    const float *q;
+    const int32_t *tiles;   /* (n_tiles, 3) */
+    const int32_t *pos;     /* (rows) */
+    const int32_t *bt;      /* block tables, concatenated */
+    const int32_t *bt_off;  /* (n_seqs) start of each sequence's table in bt */
+    float *part_o, *part_ml;
+    int n_tiles, rows, tile_rows, n_splits, split_len;
+    int n_heads, n_kv_heads, head_dim;
+    float scale;            /* 1 / sqrt(head_dim) */
+} attn_desc;
+int k_attention(void *stream, const attn_desc *a, const kv_geom *kv, int layer);
+int k_attn_combine(void *stream, float *out, const attn_desc *a);
+/* Largest query rows per tile the attention kernel takes for a group size (n_heads / n_kv_heads). */
+int k_attn_tile_rows(int group);
+/* Raise the attention kernels' shared-memory limit (once per process, before any capture). */
+int k_attn_init(void);
+
+/* h[r][i] = silu(gu[r][i]) * gu[r][H + i] for i < H (gu: the fused gate|up product). */
+int k_swiglu(void *stream, float *h, const float *gu, int rows, int H);
+
+/* y (m, n) fp32 = x (m, k) fp32 . W^T for m <= K_GEMV_MAX_ROWS, any dense or quantized W. For
+** quantized W, xq must hold x quantized by k_quantize_x. Each output's reduction order does
+** not depend on m (the same token gives the same result alone or in a batch). */
+#define K_GEMV_MAX_ROWS 8
+int k_gemv(void *stream, float *y, const float *x, const void *xq, const kmat *w, int m);
+/* x (m, k) fp32 -> int8 blocks of 32 with an f32 scale and the block's sum of quants:
+** per row k/32 * (32 + 8) bytes (quants first, then (scale, sum) pairs). */
+size_t k_xq_bytes(int m, int64_t k);
+int k_quantize_x(void *stream, void *xq, const float *x, int m, int64_t k);
+/* Dense out (n, k) of type out_type (KT_BF16 or KT_F16) from a quantized W (for the cuBLAS path). */
+int k_dequant(void *stream, void *out, int out_type, const kmat *w);
+/* fp32 -> f16 / bf16 (n elements), and an in-place f16 -> bf16 for uploaded rows. */
+int k_convert(void *stream, void *out, int out_type, const float *in, size_t n);
+
+/* ids[r] = the lowest index of the largest of logits[r][0..n) (r < rows). */
+int k_argmax(void *stream, int32_t *ids, const float *logits, int rows, int n);
+
+/* Read-only pass over n bytes (bandwidth checks): sums 16-byte words into *sink. */
+int k_read_sum(void *stream, const void *buf, size_t n, unsigned long long *sink);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

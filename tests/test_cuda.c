@@ -1,0 +1,590 @@
+/*
+** test_cuda.c — the GPU backend: every kernel against its plain-C reference, then whole models
+** through the public API (the golden cases, GPU == CPU, batched == alone). Without a GPU (or
+** in a build without CUDA) every test prints why and is skipped.
+**
+** Bounds (relative: max |gpu - ref| / max |ref|): fp32 kernels 1e-5 against references
+** computed in double on the same inputs (the cache and weight values as the device holds
+** them, so storage rounding is not counted); int8 products 1e-5 against a reference on the
+** same quantized activations, 2e-2 against unquantized ones; argmax, gathers and
+** dequantization exact.
+*/
+#include "golden_util.h"
+
+#include <infer.h>
+
+#ifdef INFER_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "../kernels/kernels.h"
+#include "dtype.h"
+
+static int have_gpu = -1;
+static char why_not[512];
+
+static int gpu(void)
+{
+    if (have_gpu < 0) {
+        infer_session_params sp;
+        infer_session_params_init(&sp);
+        sp.backend = INFER_BACKEND_CUDA;
+        sp.threading = INFER_THREADING_CALLER;
+        infer_session *s = NULL;
+        infer_status st = infer_session_create(&sp, &s);
+        have_gpu = st == INFER_OK;
+        if (!have_gpu) snprintf(why_not, sizeof why_not, "%s", infer_last_error(NULL));
+        infer_session_destroy(s);
+    }
+    if (!have_gpu) printf("    skipped: no usable GPU (%s)\n", why_not);
+    return have_gpu;
+}
+#define NEED_GPU()          \
+    do {                    \
+        if (!gpu()) skip(); \
+    } while (0)
+
+#define CK(x) assert_int_equal((int)(x), 0)
+
+static uint64_t rs = 88172645463325252ull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (float)((rs >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+static void *dup_dev(const void *h, size_t bytes)
+{
+    void *d = NULL;
+    CK(cudaMalloc(&d, bytes));
+    CK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void *poisoned(size_t bytes)
+{
+    void *d = NULL;
+    CK(cudaMalloc(&d, bytes));
+    CK(cudaMemset(d, 0xff, bytes)); /* NaN as floats: an unwritten output cannot pass */
+    return d;
+}
+
+static float *to_host(const void *d, size_t n)
+{
+    float *h = malloc(n * sizeof(float));
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(h, d, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+static double rel_err(const float *got, const double *ref, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= num)) num = e; /* NaN propagates */
+        if (fabs(ref[i]) > den) den = fabs(ref[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* Host value of element i of a device-typed array. */
+static float host_elem(const void *p, size_t i, int t)
+{
+    if (t == KT_F16) return f16_to_f32(((const uint16_t *)p)[i]);
+    if (t == KT_BF16) return bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+static void host_store(void *p, size_t i, int t, float v)
+{
+    if (t == KT_F16) ((uint16_t *)p)[i] = f32_to_f16(v);
+    else if (t == KT_BF16) ((uint16_t *)p)[i] = f32_to_bf16(v);
+    else ((float *)p)[i] = v;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+static void test_rmsnorm(void **state)
+{
+    NEED_GPU();
+    int rows = 5, n = 1000;
+    float *x = malloc(sizeof(float) * (size_t)(rows * n)), *a = malloc(sizeof(float) * (size_t)(rows * n)),
+          *w = malloc(sizeof(float) * (size_t)n);
+    for (int i = 0; i < rows * n; i++) x[i] = frand() * 3, a[i] = frand();
+    for (int i = 0; i < n; i++) w[i] = frand();
+    int32_t idx[3] = { 4, 0, 2 };
+    float *dx = dup_dev(x, sizeof(float) * (size_t)(rows * n)), *da = dup_dev(a, sizeof(float) * (size_t)(rows * n));
+    float *dw = dup_dev(w, sizeof(float) * (size_t)n), *dout = poisoned(sizeof(float) * (size_t)(rows * n));
+    int32_t *didx = dup_dev(idx, sizeof idx);
+    CK(k_rmsnorm(NULL, dout, dx, da, dw, didx, 3, n, 1e-5f));
+    float *got = to_host(dout, (size_t)(3 * n)), *gx = to_host(dx, (size_t)(rows * n));
+    double *ref = malloc(sizeof(double) * (size_t)(3 * n));
+    for (int r = 0; r < 3; r++) {
+        const float *xr = x + idx[r] * n, *ar = a + idx[r] * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += ((double)xr[i] + ar[i]) * ((double)xr[i] + ar[i]);
+        double inv = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) {
+            ref[r * n + i] = ((double)xr[i] + ar[i]) * inv * w[i];
+            assert_true(fabsf(gx[idx[r] * n + i] - (xr[i] + ar[i])) < 1e-6f); /* residual updated */
+        }
+    }
+    double e = rel_err(got, ref, (size_t)(3 * n));
+    printf("    rmsnorm (+residual, gathered rows): rel err %.2e (bound 1e-5)\n", e);
+    assert_true(e <= 1e-5);
+    free(x); free(a); free(w); free(got); free(gx); free(ref);
+    cudaFree(dx); cudaFree(da); cudaFree(dw); cudaFree(dout); cudaFree(didx);
+}
+
+static void test_swiglu_argmax(void **state)
+{
+    NEED_GPU();
+    int rows = 3, H = 777, V = 5000;
+    float *gu = malloc(sizeof(float) * (size_t)(rows * 2 * H));
+    for (int i = 0; i < rows * 2 * H; i++) gu[i] = frand() * 4;
+    float *dgu = dup_dev(gu, sizeof(float) * (size_t)(rows * 2 * H)), *dh = poisoned(sizeof(float) * (size_t)(rows * H));
+    CK(k_swiglu(NULL, dh, dgu, rows, H));
+    float *got = to_host(dh, (size_t)(rows * H));
+    double *ref = malloc(sizeof(double) * (size_t)(rows * H));
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < H; i++) {
+            double g = gu[r * 2 * H + i], u = gu[r * 2 * H + H + i];
+            ref[r * H + i] = g / (1 + exp(-g)) * u;
+        }
+    double e = rel_err(got, ref, (size_t)(rows * H));
+    printf("    swiglu: rel err %.2e (bound 1e-5)\n", e);
+    assert_true(e <= 1e-5);
+
+    /* argmax: ties go to the lowest index; -inf rows and late maxima */
+    float *lg = malloc(sizeof(float) * (size_t)(4 * V));
+    for (int i = 0; i < 4 * V; i++) lg[i] = frand();
+    lg[0 * V + 4000] = 5; lg[0 * V + 1234] = 5;     /* tie: 1234 */
+    lg[1 * V + V - 1] = 9;                          /* the last one */
+    for (int i = 0; i < V; i++) lg[2 * V + i] = -INFINITY;
+    lg[2 * V + 77] = -1e30f;
+    lg[3 * V + 0] = 3; lg[3 * V + 1] = 3;           /* tie at the start: 0 */
+    float *dl = dup_dev(lg, sizeof(float) * (size_t)(4 * V));
+    int32_t *dids = poisoned(16), ids[4];
+    CK(k_argmax(NULL, dids, dl, 4, V));
+    CK(cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost));
+    assert_int_equal(ids[0], 1234);
+    assert_int_equal(ids[1], V - 1);
+    assert_int_equal(ids[2], 77);
+    assert_int_equal(ids[3], 0);
+    free(gu); free(got); free(ref); free(lg);
+    cudaFree(dgu); cudaFree(dh); cudaFree(dl); cudaFree(dids);
+}
+
+/* Random weights of a device type, with the matching host copy as floats. */
+static void make_weights(int type, int64_t n, int64_t k, kmat *w, float *hw)
+{
+    memset(w, 0, sizeof *w);
+    w->type = type;
+    w->n = n;
+    w->k = k;
+    float *f = malloc(sizeof(float) * (size_t)(n * k));
+    for (int64_t i = 0; i < n * k; i++) f[i] = frand() * 0.5f;
+    if (type == KT_Q8_0 || type == KT_Q4_0) {
+        size_t nb = (size_t)(k / 32), qrow = type == KT_Q8_0 ? (size_t)k : (size_t)k / 2;
+        uint8_t *q = malloc((size_t)n * qrow);
+        uint16_t *d = malloc((size_t)n * nb * 2);
+        size_t bs = dtype_block_bytes(type == KT_Q8_0 ? DT_Q8_0 : DT_Q4_0);
+        uint8_t *blk = malloc(nb * bs);
+        for (int64_t r = 0; r < n; r++) {
+            quantize_row(type == KT_Q8_0 ? DT_Q8_0 : DT_Q4_0, f + r * k, blk, k);
+            dequantize_row(type == KT_Q8_0 ? DT_Q8_0 : DT_Q4_0, blk, hw + r * k, k);
+            for (size_t j = 0; j < nb; j++) {
+                memcpy(&d[(size_t)r * nb + j], blk + j * bs, 2);
+                memcpy(q + (size_t)r * qrow + j * (qrow / nb), blk + j * bs + 2, qrow / nb);
+            }
+        }
+        w->q = dup_dev(q, (size_t)n * qrow);
+        w->d = dup_dev(d, (size_t)n * nb * 2);
+        free(q); free(d); free(blk);
+    } else {
+        size_t es = type == KT_F32 ? 4 : 2;
+        void *h = malloc((size_t)(n * k) * es);
+        for (int64_t i = 0; i < n * k; i++) {
+            host_store(h, (size_t)i, type, f[i]);
+            hw[i] = host_elem(h, (size_t)i, type);
+        }
+        w->q = dup_dev(h, (size_t)(n * k) * es);
+        free(h);
+    }
+    free(f);
+}
+
+/* int8 quantization of x as k_quantize_x does it, dequantized back (for the exact reference). */
+static void quantize_x_host(const float *x, float *xd, int64_t k)
+{
+    for (int64_t b = 0; b < k / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = amax / 127.0f;
+        for (int j = 0; j < 32; j++) xd[b * 32 + j] = d > 0 ? d * (float)(int)rintf(x[b * 32 + j] / d) : 0.0f;
+    }
+}
+
+static void check_gemv(int type, int64_t n, int64_t k)
+{
+    kmat w;
+    float *hw = malloc(sizeof(float) * (size_t)(n * k));
+    make_weights(type, n, k, &w, hw);
+    int M = K_GEMV_MAX_ROWS, quant = type == KT_Q8_0 || type == KT_Q4_0;
+    float *x = malloc(sizeof(float) * (size_t)(M * k)), *xd = malloc(sizeof(float) * (size_t)(M * k));
+    for (int64_t i = 0; i < M * k; i++) x[i] = frand();
+    for (int r = 0; r < M; r++) {
+        if (quant) quantize_x_host(x + r * k, xd + r * k, k);
+        else memcpy(xd + r * k, x + r * k, sizeof(float) * (size_t)k);
+    }
+    float *dx = dup_dev(x, sizeof(float) * (size_t)(M * k));
+    void *dxq = poisoned(k_xq_bytes(M, k));
+    float *y1 = NULL;
+    double worst = 0, worst_unq = 0;
+    for (int m = 1; m <= M; m++) {
+        float *dy = poisoned(sizeof(float) * (size_t)(m * n));
+        if (quant) CK(k_quantize_x(NULL, dxq, dx, m, k));
+        CK(k_gemv(NULL, dy, dx, dxq, &w, m));
+        float *y = to_host(dy, (size_t)(m * n));
+        double *ref = malloc(sizeof(double) * (size_t)(m * n)), *refu = malloc(sizeof(double) * (size_t)(m * n));
+        for (int r = 0; r < m; r++)
+            for (int64_t o = 0; o < n; o++) {
+                double s = 0, su = 0;
+                for (int64_t i = 0; i < k; i++) {
+                    s += (double)xd[r * k + i] * hw[o * k + i];
+                    su += (double)x[r * k + i] * hw[o * k + i];
+                }
+                ref[r * n + o] = s;
+                refu[r * n + o] = su;
+            }
+        double e = rel_err(y, ref, (size_t)(m * n)), eu = rel_err(y, refu, (size_t)(m * n));
+        worst = fmax(worst, e);
+        worst_unq = fmax(worst_unq, eu);
+        /* batch invariance: row 0 is bitwise the same whatever m is */
+        if (m == 1) y1 = y;
+        else {
+            assert_memory_equal(y, y1, sizeof(float) * (size_t)n);
+            free(y);
+        }
+        free(ref); free(refu);
+        cudaFree(dy);
+    }
+    printf("    gemv %s %lldx%lld, m=1..%d: rel err %.2e (bound 1e-5)%s", type == KT_Q8_0 ? "q8_0" : type == KT_Q4_0 ? "q4_0"
+           : type == KT_F16 ? "f16" : type == KT_BF16 ? "bf16" : "f32", (long long)n, (long long)k, M, worst,
+           quant ? "" : "\n");
+    if (quant) printf("; vs unquantized x %.2e (bound 2e-2)\n", worst_unq);
+    assert_true(worst <= 1e-5);
+    assert_true(worst_unq <= 2e-2);
+    free(y1); free(hw); free(x); free(xd);
+    cudaFree(dx); cudaFree(dxq); cudaFree(w.q); cudaFree(w.d);
+}
+
+static void test_gemv(void **state)
+{
+    NEED_GPU();
+    check_gemv(KT_F32, 300, 172);  /* k not a multiple of 8: the scalar path */
+    check_gemv(KT_F32, 515, 1024);
+    check_gemv(KT_F16, 515, 1024);
+    check_gemv(KT_BF16, 515, 2048);
+    check_gemv(KT_Q8_0, 515, 2048);
+    check_gemv(KT_Q4_0, 515, 2048);
+}
+
+static void test_embed_dequant(void **state)
+{
+    NEED_GPU();
+    int types[] = { KT_F32, KT_F16, KT_BF16, KT_Q8_0, KT_Q4_0 };
+    for (int ti = 0; ti < 5; ti++) {
+        int64_t n = 100, k = 256;
+        kmat w;
+        float *hw = malloc(sizeof(float) * (size_t)(n * k));
+        make_weights(types[ti], n, k, &w, hw);
+        int32_t tok[4] = { 7, 99, 0, 7 };
+        int32_t *dt = dup_dev(tok, sizeof tok);
+        float *de = poisoned(sizeof(float) * (size_t)(4 * k));
+        CK(k_embed(NULL, de, &w, dt, 4));
+        float *e = to_host(de, (size_t)(4 * k));
+        for (int r = 0; r < 4; r++) assert_memory_equal(e + r * k, hw + tok[r] * k, sizeof(float) * (size_t)k);
+        if (types[ti] == KT_Q8_0 || types[ti] == KT_Q4_0) {
+            uint16_t *dd = poisoned((size_t)(n * k) * 2), *hd = malloc((size_t)(n * k) * 2);
+            CK(k_dequant(NULL, dd, KT_BF16, &w));
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(hd, dd, (size_t)(n * k) * 2, cudaMemcpyDeviceToHost));
+            for (int64_t i = 0; i < n * k; i++) assert_int_equal(hd[i], f32_to_bf16(hw[i]));
+            free(hd);
+            cudaFree(dd);
+        }
+        free(hw); free(e);
+        cudaFree(dt); cudaFree(de); cudaFree(w.q); cudaFree(w.d);
+    }
+    printf("    embedding gather (f32, f16, bf16, q8_0, q4_0) and q8_0/q4_0 -> bf16 dequantization: exact\n");
+}
+
+/* RoPE + KV store, then attention over the stored cache, against a double reference. */
+static void check_attention(int kv_type, int n_heads, int n_kv, int hd, int split_len)
+{
+    const int L = 2, layer = 1, bt = 16, kvd = n_kv * hd, qd = n_heads * hd, width = qd + 2 * kvd;
+    const int n_blocks = 40;
+    /* two sequences: A has 45 cached positions and decodes one row (pos 45); B prefills rows
+    ** at positions 0..20 of its own (the whole prompt this step) */
+    const int rowsA = 1, rowsB = 21, rows = rowsA + rowsB;
+    int32_t btA[3] = { 17, 3, 30 }, btB[2] = { 5, 22 };
+    int32_t pos[22], slot[22];
+    pos[0] = 45;
+    slot[0] = btA[45 / bt] * bt + 45 % bt;
+    for (int r = 0; r < rowsB; r++) {
+        pos[1 + r] = r;
+        slot[1 + r] = btB[r / bt] * bt + r % bt;
+    }
+    size_t es = kv_type == KT_F32 ? 4 : 2, cache_elems = (size_t)n_blocks * L * 2 * bt * kvd;
+    void *hcache = malloc(cache_elems * es);
+    for (size_t i = 0; i < cache_elems; i++) host_store(hcache, i, kv_type, frand());
+    void *dcache = dup_dev(hcache, cache_elems * es);
+    float *qkv = malloc(sizeof(float) * (size_t)(rows * width)), *bias = malloc(sizeof(float) * (size_t)width);
+    for (int i = 0; i < rows * width; i++) qkv[i] = frand();
+    for (int i = 0; i < width; i++) bias[i] = frand() * 0.1f;
+    float *freqs = malloc(sizeof(float) * (size_t)(hd / 2));
+    for (int i = 0; i < hd / 2; i++) freqs[i] = powf(10000.0f, -2.0f * (float)i / (float)hd);
+    kv_geom kv = { dcache, kv_type, L, bt, kvd };
+    float *dqkv = dup_dev(qkv, sizeof(float) * (size_t)(rows * width)), *dbias = dup_dev(bias, sizeof(float) * (size_t)width);
+    float *dfreq = dup_dev(freqs, sizeof(float) * (size_t)(hd / 2)), *dq = poisoned(sizeof(float) * (size_t)(rows * qd));
+    int32_t *dpos = dup_dev(pos, sizeof pos), *dslot = dup_dev(slot, sizeof slot);
+    CK(k_rope_store(NULL, dq, dqkv, dbias, dpos, dslot, dfreq, 1, rows, n_heads, n_kv, hd, &kv, layer));
+    float *q = to_host(dq, (size_t)(rows * qd));
+    CK(cudaMemcpy(hcache, dcache, cache_elems * es, cudaMemcpyDeviceToHost));
+
+    /* RoPE (neox) and the stored K/V */
+    double rope_err = 0;
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < n_heads + n_kv; h++)
+            for (int i = 0; i < hd / 2; i++) {
+                const float *row = qkv + r * width;
+                int c0 = h * hd + i, c1 = c0 + hd / 2;
+                double v0 = row[c0] + bias[c0], v1 = row[c1] + bias[c1], a = (double)pos[r] * freqs[i];
+                double o0 = v0 * cos(a) - v1 * sin(a), o1 = v0 * sin(a) + v1 * cos(a);
+                float g0, g1;
+                if (h < n_heads) {
+                    g0 = q[r * qd + c0];
+                    g1 = q[r * qd + c1];
+                } else {
+                    size_t base = (((size_t)(slot[r] / bt) * L + layer) * 2) * bt * kvd + (size_t)(slot[r] % bt) * kvd;
+                    g0 = host_elem(hcache, base + (size_t)(c0 - qd), kv_type);
+                    g1 = host_elem(hcache, base + (size_t)(c1 - qd), kv_type);
+                }
+                rope_err = fmax(rope_err, fmax(fabs(g0 - o0), fabs(g1 - o1)));
+            }
+    double store_bound = kv_type == KT_F32 ? 1e-5 : 2e-2; /* storage rounding of the cache type */
+    printf("    rope+store (%s cache): max abs err %.2e (bound %.0e)\n",
+           kv_type == KT_F32 ? "f32" : kv_type == KT_F16 ? "f16" : "bf16", rope_err, store_bound);
+    assert_true(rope_err <= store_bound);
+
+    /* attention: tiles of the prefill rows, decode row alone */
+    int G = n_heads / n_kv, tile_rows = k_attn_tile_rows(G);
+    int32_t tiles[3 * 22], n_tiles = 0;
+    tiles[0] = 0; tiles[1] = 1; tiles[2] = 0; n_tiles = 1;
+    for (int r0 = 0; r0 < rowsB; r0 += tile_rows) {
+        tiles[3 * n_tiles] = 1 + r0;
+        tiles[3 * n_tiles + 1] = INFER_MIN(tile_rows, rowsB - r0);
+        tiles[3 * n_tiles + 2] = 1;
+        n_tiles++;
+    }
+    int32_t bt_all[5] = { btA[0], btA[1], btA[2], btB[0], btB[1] }, bt_off[2] = { 0, 3 };
+    int maxctx = 46, n_splits = (maxctx + split_len - 1) / split_len;
+    int32_t *dtiles = dup_dev(tiles, sizeof(int32_t) * (size_t)(3 * n_tiles)), *dbt = dup_dev(bt_all, sizeof bt_all);
+    int32_t *dbto = dup_dev(bt_off, sizeof bt_off);
+    float *po = poisoned(sizeof(float) * (size_t)(rows * n_heads * n_splits * hd));
+    float *pml = poisoned(sizeof(float) * (size_t)(rows * n_heads * n_splits * 2));
+    float *dout = poisoned(sizeof(float) * (size_t)(rows * qd));
+    attn_desc ad = { .q = dq, .tiles = dtiles, .pos = dpos, .bt = dbt, .bt_off = dbto, .part_o = po, .part_ml = pml,
+                     .n_tiles = n_tiles, .rows = rows, .tile_rows = tile_rows, .n_splits = n_splits,
+                     .split_len = split_len, .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd,
+                     .scale = 1.0f / sqrtf((float)hd) };
+    CK(k_attention(NULL, &ad, &kv, layer));
+    CK(k_attn_combine(NULL, dout, &ad));
+    float *out = to_host(dout, (size_t)(rows * qd));
+    double *ref = calloc((size_t)(rows * qd), sizeof(double));
+    for (int r = 0; r < rows; r++) {
+        const int32_t *tab = r < rowsA ? btA : btB;
+        for (int h = 0; h < n_heads; h++) {
+            int kh = h / G, np = pos[r] + 1;
+            double *sc = malloc(sizeof(double) * (size_t)np), mx = -1e300, sum = 0;
+            for (int p = 0; p < np; p++) {
+                size_t base = (((size_t)tab[p / bt] * L + layer) * 2) * bt * kvd + (size_t)(p % bt) * kvd + (size_t)kh * hd;
+                double s = 0;
+                for (int d = 0; d < hd; d++) s += (double)q[r * qd + h * hd + d] * host_elem(hcache, base + (size_t)d, kv_type);
+                sc[p] = s / sqrt((double)hd);
+                mx = fmax(mx, sc[p]);
+            }
+            for (int p = 0; p < np; p++) sum += (sc[p] = exp(sc[p] - mx));
+            for (int p = 0; p < np; p++) {
+                size_t base = (((size_t)tab[p / bt] * L + layer) * 2 + 1) * bt * kvd + (size_t)(p % bt) * kvd + (size_t)kh * hd;
+                for (int d = 0; d < hd; d++) ref[r * qd + h * hd + d] += sc[p] / sum * host_elem(hcache, base + (size_t)d, kv_type);
+            }
+            free(sc);
+        }
+    }
+    double e = rel_err(out, ref, (size_t)(rows * qd));
+    printf("    attention heads %d/%d dim %d, %d splits of %d: rel err %.2e (bound 1e-5)\n", n_heads, n_kv, hd,
+           n_splits, split_len, e);
+    assert_true(e <= 1e-5);
+    free(hcache); free(qkv); free(bias); free(freqs); free(q); free(out); free(ref);
+    cudaFree(dcache); cudaFree(dqkv); cudaFree(dbias); cudaFree(dfreq); cudaFree(dq); cudaFree(dpos);
+    cudaFree(dslot); cudaFree(dtiles); cudaFree(dbt); cudaFree(dbto); cudaFree(po); cudaFree(pml); cudaFree(dout);
+}
+
+static void test_attention(void **state)
+{
+    NEED_GPU();
+    check_attention(KT_F32, 8, 4, 8, 64);     /* stories260K's shape */
+    check_attention(KT_F32, 8, 2, 64, 32);    /* several splits */
+    check_attention(KT_BF16, 32, 8, 128, 32); /* Llama-3's group of 4 */
+    check_attention(KT_F16, 4, 4, 128, 64);
+}
+
+/* ---------------------------------------------------------------- models */
+
+static void test_golden_gpu(void **state)
+{
+    NEED_GPU();
+    golden_model(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", "golden/stories260K.greedy.txt",
+                 "golden/stories260K.logits.txt", 1);
+    golden_model(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.f32.bin", NULL,
+                 "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
+    golden_model(INFER_BACKEND_CUDA, "models/stories260K.gguf", NULL, "golden/stories260K.greedy.txt",
+                 "golden/stories260K.logits.txt", 1);
+}
+
+/* Generate greedily for n prompts, all submitted at once (batched) or one at a time. */
+static void run_prompts(infer_backend be, const char *model, const char *tok, const char **prompts, int n, int batched,
+                        int32_t out[][48], int max_tokens)
+{
+    infer_session_params sp;
+    infer_session_params_init(&sp);
+    sp.threading = INFER_THREADING_CALLER;
+    sp.backend = be;
+    infer_session *s;
+    assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
+    infer_model_params mp;
+    infer_model_params_init(&mp);
+    mp.tokenizer_path = tok ? shared_path(tok) : NULL;
+    assert_int_equal(infer_model_load(s, "m", NULL, shared_path(model), &mp), INFER_OK);
+    infer_request_id ids[32];
+    int count[32] = { 0 }, done = 0;
+    for (int i = 0; i < n; i++) {
+        infer_request rq;
+        infer_request_init(&rq);
+        rq.model = "m";
+        rq.prompt = prompts[i];
+        rq.temperature = 0;
+        rq.max_tokens = max_tokens;
+        rq.ignore_eos = 1;
+        assert_int_equal(infer_submit(s, &rq, &ids[i]), INFER_OK);
+        if (batched && i < n - 1) continue;
+        while (done < i + 1) {
+            infer_event ev[64];
+            int k = infer_poll(s, ev, 64, 10000);
+            assert_true(k > 0);
+            for (int e = 0; e < k; e++) {
+                int j = 0;
+                while (ids[j] != ev[e].id) j++;
+                if (ev[e].type == INFER_EVENT_TOKEN) out[j][count[j]++] = ev[e].token;
+                if (ev[e].type == INFER_EVENT_DONE) {
+                    assert_int_equal(ev[e].status, INFER_OK);
+                    done++;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) assert_int_equal(count[i], max_tokens);
+    infer_session_destroy(s);
+}
+
+static void test_batched_equals_alone(void **state)
+{
+    NEED_GPU();
+    const char *prompts[16];
+    char buf[16][64];
+    const char *starts[] = { "Once upon a time", "The little dog", "Lily and Tom", "One day a bird", "The sun was" };
+    for (int i = 0; i < 16; i++) {
+        snprintf(buf[i], sizeof buf[i], "%s%s", starts[i % 5], i >= 5 ? (i >= 10 ? " went to the park" : " saw") : "");
+        prompts[i] = buf[i];
+    }
+    static int32_t alone[16][48], batched[16][48], cpu[16][48];
+    run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 0, alone, 40);
+    run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 1, batched, 40);
+    run_prompts(INFER_BACKEND_CPU, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 1, cpu, 40);
+    for (int i = 0; i < 16; i++) {
+        assert_memory_equal(alone[i], batched[i], sizeof(int32_t) * 40);
+        assert_memory_equal(alone[i], cpu[i], sizeof(int32_t) * 40);
+    }
+    printf("    16 prompts x 40 tokens: GPU batched == GPU alone == CPU\n");
+}
+
+static void test_f16_model(void **state)
+{
+    NEED_GPU();
+    /* llama-2-tiny-random.gguf keeps f16 weights on the GPU: logits against the CPU's */
+    const char *prompts[3] = { "Hello world", "The quick brown fox", "1 2 3 4" };
+    static int32_t g[3][48], c[3][48];
+    run_prompts(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.gguf", NULL, prompts, 3, 1, g, 8);
+    run_prompts(INFER_BACKEND_CPU, "models/llama-2-tiny-random.gguf", NULL, prompts, 3, 1, c, 8);
+    int same = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 8; j++) same += g[i][j] == c[i][j];
+    printf("    llama-2-tiny-random.gguf (f16): %d/24 greedy tokens equal to the CPU's (random weights: "
+           "margins are tiny)\n", same);
+    assert_true(same >= 1); /* the first token of each prompt is expected to agree */
+}
+
+static void test_errors(void **state)
+{
+    NEED_GPU();
+    infer_session_params sp;
+    infer_session_params_init(&sp);
+    sp.backend = INFER_BACKEND_CUDA;
+    sp.threading = INFER_THREADING_CALLER;
+    sp.n_devices = 1;
+    sp.devices[0] = 4096; /* no such GPU */
+    infer_session *s = NULL;
+    assert_int_equal(infer_session_create(&sp, &s), INFER_EINVAL);
+    printf("    device 4096: %s\n", infer_last_error(NULL));
+    sp.n_devices = 0;
+    sp.devices[0] = 0;
+    sp.kv_cache_bytes = (size_t)200 << 30; /* 200 GiB of KV: more than the GPU has */
+    assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
+    infer_model_params mp;
+    infer_model_params_init(&mp);
+    mp.tokenizer_path = shared_path("models/tok512.bin");
+    infer_status st = infer_model_load(s, "m", NULL, shared_path("models/stories260K.bin"), &mp);
+    printf("    200 GiB KV cache: status %d: %s\n", (int)st, infer_last_error(s));
+    assert_int_equal(st, INFER_ENOMEM);
+    infer_session_destroy(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_swiglu_argmax),
+        cmocka_unit_test(test_gemv),        cmocka_unit_test(test_embed_dequant),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_golden_gpu),
+        cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_f16_model),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);
+}
+
+#else /* a build without CUDA */
+
+static void test_no_cuda(void **state)
+{
+    printf("    skipped: this build has no CUDA backend (nvcc was not found at build time)\n");
+    skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_no_cuda) };
+    return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);
+}
+#endif
