@@ -97,8 +97,10 @@ int k_dequant(void *stream, void *out, int out_type, const kmat *w);
 /* fp32 -> f16 / bf16 (n elements), and an in-place f16 -> bf16 for uploaded rows. */
 int k_convert(void *stream, void *out, int out_type, const float *in, size_t n);
 
-/* ids[r] = the lowest index of the largest of logits[r][0..n) (r < rows). */
-int k_argmax(void *stream, int32_t *ids, const float *logits, int rows, int n);
+/* ids[r] = the lowest index of the largest of logits[r][0..n) (r < rows). scratch: k_argmax_scratch
+** bytes, zero before the first call (each call leaves it zero again). */
+size_t k_argmax_scratch(int rows);
+int k_argmax(void *stream, int32_t *ids, void *scratch, const float *logits, int rows, int n);
 
 /* Read-only pass over n bytes (bandwidth checks): sums 16-byte words into *sink. */
 int k_read_sum(void *stream, const void *buf, size_t n, unsigned long long *sink);

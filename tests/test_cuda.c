@@ -166,14 +166,18 @@ static void test_swiglu_argmax(void **state)
     lg[3 * V + 0] = 3; lg[3 * V + 1] = 3;           /* tie at the start: 0 */
     float *dl = dup_dev(lg, sizeof(float) * (size_t)(4 * V));
     int32_t *dids = poisoned(16), ids[4];
-    CK(k_argmax(NULL, dids, dl, 4, V));
+    void *scratch = NULL;
+    CK(cudaMalloc(&scratch, k_argmax_scratch(4)));
+    CK(cudaMemset(scratch, 0, k_argmax_scratch(4)));
+    CK(k_argmax(NULL, dids, scratch, dl, 4, V));
+    CK(k_argmax(NULL, dids, scratch, dl, 4, V)); /* the scratch is left ready for the next call */
     CK(cudaMemcpy(ids, dids, sizeof ids, cudaMemcpyDeviceToHost));
     assert_int_equal(ids[0], 1234);
     assert_int_equal(ids[1], V - 1);
     assert_int_equal(ids[2], 77);
     assert_int_equal(ids[3], 0);
     free(gu); free(got); free(ref); free(lg);
-    cudaFree(dgu); cudaFree(dh); cudaFree(dl); cudaFree(dids);
+    cudaFree(dgu); cudaFree(dh); cudaFree(dl); cudaFree(dids); cudaFree(scratch);
 }
 
 /* Random weights of a device type, with the matching host copy as floats. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 infer_status cu_fail(int err, const char *what)
 {
@@ -34,6 +35,13 @@ infer_status blas_fail(cublasStatus_t st, const char *what)
 {
     return infer_err(st == CUBLAS_STATUS_ALLOC_FAILED ? INFER_ENOMEM : INFER_EDEVICE, "cuBLAS: %s: %s", what,
                      cublasGetStatusString(st));
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static cuda_be *cbe(backend *be)
@@ -188,7 +196,7 @@ static infer_status run_layers(cuda_be *c, cuda_model *cm, const infer_model *m,
         int nl = INFER_MIN(cm->logit_cap, n_lrows - j0);
         KL(k_rmsnorm(c->stream, cm->xb, cm->x, cm->y, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps));
         if ((st = cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl))) return st;
-        KL(k_argmax(c->stream, cm->ids + j0, cm->logits, nl, hp->vocab_size));
+        KL(k_argmax(c->stream, cm->ids + j0, cm->amkeys, cm->logits, nl, hp->vocab_size));
         if (j0 + nl < n_lrows) {
             /* later chunks overwrite cm->logits: the host's rows of this chunk go now (never
             ** inside a graph: graphs cover at most logit_cap rows) */
@@ -239,6 +247,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
     int n = b->n, nl = b->n_logits;
     if (n > cm->max_rows) return infer_err(INFER_EINTERNAL, "step of %d rows over the workspace's %d", n, cm->max_rows);
     CU(cudaSetDevice(c->dev));
+    double t0 = c->profile ? now_ms() : 0;
 
     /* Decode-only steps (one row per sequence, every row wanting logits) replay a graph. */
     int n_seqs = 0, decode = nl == n, maxctx = 0;
@@ -310,6 +319,8 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
     }
     choose_splits(cm, m, R, ctx, &sh);
 
+    double t1 = c->profile ? now_ms() : 0;
+    if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[0], c->stream));
     size_t meta_n = 8 * (size_t)R + (size_t)n_bt;
     CU(cudaMemcpyAsync(cm->dmeta, cm->hmeta, meta_n * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
     step_ptrs dp = meta_ptrs(cm->dmeta, R);
@@ -346,6 +357,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         st = run_layers(c, cm, m, &sh, &dp, sh.n_logits);
         if (st) return st;
     }
+    if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[1], c->stream));
     int nlr = sh.n_logits;
     /* the rows of the last logits chunk are still in cm->logits */
     int last0 = nlr > 0 ? (nlr - 1) / cm->logit_cap * cm->logit_cap : 0;
@@ -354,6 +366,13 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
                        c->stream));
     CU(cudaStreamSynchronize(c->stream));
     cm->steps++;
+    if (c->profile) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, (cudaEvent_t)cm->prof_ev[0], (cudaEvent_t)cm->prof_ev[1]);
+        cm->prof_gpu_ms += ms;
+        cm->prof_pack_ms += t1 - t0;
+        cm->prof_wall_ms += now_ms() - t0;
+    }
     out->logits = cm->hlogits;
     out->argmax = cm->hids;
     return INFER_OK;
@@ -399,6 +418,8 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     if (env && atoi(env) >= 0) c->gemv_rows = INFER_MIN(atoi(env), K_GEMV_MAX_ROWS);
     env = getenv("INFER_CUDA_GRAPHS");
     if (env && *env == '0') c->graphs = 0;
+    env = getenv("INFER_CUDA_PROFILE");
+    c->profile = env && *env == '1';
     infer_status st = backend_cpu_create(p->n_threads, &c->cpu);
     if (st) {
         free(c);

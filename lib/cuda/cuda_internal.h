@@ -41,6 +41,7 @@ typedef struct cuda_be {
     int max_rows, max_seqs;  /* from the session: token budget, running sequences */
     int gemv_rows;           /* dense products of up to this many rows use the gemv kernel */
     int graphs;              /* capture decode steps as graphs (INFER_CUDA_GRAPHS=0: never) */
+    int profile;             /* INFER_CUDA_PROFILE=1: time steps (host packing, GPU, wall) */
 } cuda_be;
 
 typedef struct dlayer {
@@ -75,6 +76,10 @@ typedef struct cuda_model {
     int32_t *dmeta, *hmeta;  /* step metadata: device, pinned host */
     size_t meta_cap;         /* int32 entries */
     int32_t *ids, *hids;     /* argmax of each logit row: device, pinned host */
+    void *amkeys;            /* k_argmax scratch (kept zero between steps) */
+    /* INFER_CUDA_PROFILE=1: per-step times, printed when the model is freed */
+    double prof_pack_ms, prof_gpu_ms, prof_wall_ms;
+    void *prof_ev[2];
     uint8_t *hfull;          /* per logit row: copy the full row to the host */
     float *hlogits;          /* (max_rows, vocab) host rows for the sampler (grown on demand) */
     size_t hlogits_rows;

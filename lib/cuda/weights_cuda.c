@@ -11,6 +11,7 @@
 */
 #include "cuda_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -307,6 +308,7 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         { (void **)&cm->part_o, cm->part_slots * (size_t)hp->head_dim * 4 },
         { (void **)&cm->part_ml, cm->part_slots * 2 * 4 },
         { (void **)&cm->dmeta, cm->meta_cap * 4 }, { (void **)&cm->ids, R * 4 },
+        { &cm->amkeys, k_argmax_scratch(cm->logit_cap) },
         { &cm->xc, cm->cdt == KT_F32 ? 0 : R * maxk * 2 }, { &cm->xq, k_xq_bytes(K_GEMV_MAX_ROWS, (int64_t)maxk) },
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
@@ -314,6 +316,11 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         if ((e = cudaMalloc(a[i].p, a[i].bytes)) != cudaSuccess)
             return cu_fail(e, "cudaMalloc (step workspace)");
         cm->work_bytes += a[i].bytes;
+    }
+    CU(cudaMemset(cm->amkeys, 0, k_argmax_scratch(cm->logit_cap)));
+    if (c->profile) {
+        CU(cudaEventCreate((cudaEvent_t *)&cm->prof_ev[0]));
+        CU(cudaEventCreate((cudaEvent_t *)&cm->prof_ev[1]));
     }
     /* scratch for the largest quantized matrix, dequantized for cuBLAS */
     size_t wt = 0;
@@ -344,6 +351,14 @@ void cuda_model_free(backend *be, infer_model *m)
     if (!cm) return;
     cudaSetDevice(c->dev);
     cudaStreamSynchronize(c->stream);
+    if (cm->prof_ev[0]) {
+        double n = cm->steps ? (double)cm->steps : 1.0;
+        fprintf(stderr, "libinfer cuda profile (%s): %llu steps (%llu from graphs): host packing %.3f ms, GPU %.3f ms, "
+                "forward wall %.3f ms per step\n", m->name ? m->name : "?", (unsigned long long)cm->steps,
+                (unsigned long long)cm->graph_steps, cm->prof_pack_ms / n, cm->prof_gpu_ms / n, cm->prof_wall_ms / n);
+        cudaEventDestroy((cudaEvent_t)cm->prof_ev[0]);
+        cudaEventDestroy((cudaEvent_t)cm->prof_ev[1]);
+    }
     for (int i = 0; i < cm->n_graphs; i++) cudaGraphExecDestroy(cm->graphs[i].exec);
     if (cm->layers) {
         for (int l = 0; l < m->hp.n_layers; l++) {
@@ -361,7 +376,7 @@ void cuda_model_free(backend *be, infer_model *m)
     if (cm->wcls.q != cm->embd.q) free_kmat(&cm->wcls);
     free_kmat(&cm->embd);
     void *dev[] = { cm->out_norm, cm->freqs, cm->kv.cache, cm->x, cm->xb, cm->qkv, cm->q, cm->att, cm->y, cm->gu,
-                    cm->h, cm->logits, cm->xc, cm->xq, cm->wtmp, cm->part_o, cm->part_ml, cm->dmeta, cm->ids };
+                    cm->h, cm->logits, cm->xc, cm->xq, cm->wtmp, cm->part_o, cm->part_ml, cm->dmeta, cm->ids, cm->amkeys };
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cudaFree(dev[i]);
     cudaFreeHost(cm->hmeta);
     cudaFreeHost(cm->hids);
