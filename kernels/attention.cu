@@ -23,9 +23,32 @@ extern "C" int k_attn_tile_rows(int group)
     return AT_MAXQ / group;
 }
 
+/* The 16 bytes of a cache row piece as floats: 4 f32 or 8 f16/bf16. */
+template <int KT> __device__ __forceinline__ void unpack16(uint4 u, float *f)
+{
+    const uint32_t w[4] = { u.x, u.y, u.z, u.w };
+    if (KT == KT_F32) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) f[i] = __uint_as_float(w[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (KT == KT_BF16) {
+                f[2 * i] = __uint_as_float(w[i] << 16);
+                f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            } else {
+                float2 h = __half22float2(*(const __half2 *)&w[i]);
+                f[2 * i] = h.x;
+                f[2 * i + 1] = h.y;
+            }
+        }
+    }
+}
+
 template <int KT, int HD32>
 __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geom kv, int layer)
 {
+    PDL_ENTRY();
     extern __shared__ float sm[];
     int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
     int row0 = a.tiles[3 * tile], nr = a.tiles[3 * tile + 1], seq = a.tiles[3 * tile + 2];
@@ -46,6 +69,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
     const int32_t *bt = a.bt + a.bt_off[seq];
     const size_t layer_stride = (size_t)kv.block_tokens * (size_t)kv.kvd; /* K or V of one layer */
 
+    const int nqw = (nq - warp + AT_WARPS - 1) / AT_WARPS; /* queries warp, warp + 4, ... below nq */
     float m[AT_QPW], l[AT_QPW], acc[AT_QPW][HD32];
     int qpos[AT_QPW];
 #pragma unroll
@@ -58,52 +82,100 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
         for (int j = 0; j < HD32; j++) acc[i][j] = 0.0f;
     }
 
+    /* 16-byte pieces of K and V rows (VE elements each); a chunk has AT_KEYS * hd / VE pieces,
+    ** at most VPT per thread: all their loads are issued before any is used. */
+    constexpr int VE = KT == KT_F32 ? 4 : 8;
+    constexpr int VPT = (AT_KEYS * 32 * HD32 / VE) / (AT_WARPS * 32);
+    const bool vec = hd % VE == 0;
+    const int per_key = hd / VE;
     for (int c0 = p0; c0 < p1; c0 += AT_KEYS) {
         __syncthreads(); /* Q written / previous chunk consumed */
-        for (int t = threadIdx.x; t < AT_KEYS * hd; t += blockDim.x) {
-            int j = t / hd, d = t % hd, p = c0 + j;
-            float kv_k = 0.0f, kv_v = 0.0f;
-            if (p < p1) {
-                size_t blk = (size_t)bt[p / kv.block_tokens];
-                size_t off = ((blk * (size_t)kv.n_layers + (size_t)layer) * 2) * layer_stride +
-                             (size_t)(p % kv.block_tokens) * (size_t)kv.kvd + (size_t)kvh * hd + (size_t)d;
-                kv_k = ld_t<KT>(kv.cache, off);
-                kv_v = ld_t<KT>(kv.cache, off + layer_stride);
+        if (vec) {
+            uint4 kr[VPT], vr[VPT];
+#pragma unroll
+            for (int i = 0; i < VPT; i++) {
+                int it = threadIdx.x + i * AT_WARPS * 32, j = it / per_key, sgm = it % per_key, p = c0 + j;
+                kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+                if (j < AT_KEYS && p < p1) {
+                    size_t blk = (size_t)bt[p / kv.block_tokens];
+                    size_t off = ((blk * (size_t)kv.n_layers + (size_t)layer) * 2) * layer_stride +
+                                 (size_t)(p % kv.block_tokens) * (size_t)kv.kvd + (size_t)kvh * hd + (size_t)sgm * VE;
+                    kr[i] = *(const uint4 *)((const char *)kv.cache + off * (16 / VE));
+                    vr[i] = *(const uint4 *)((const char *)kv.cache + (off + layer_stride) * (16 / VE));
+                }
             }
-            K[j * (hd + 1) + d] = kv_k;
-            V[j * hd + d] = kv_v;
+#pragma unroll
+            for (int i = 0; i < VPT; i++) {
+                int it = threadIdx.x + i * AT_WARPS * 32, j = it / per_key, sgm = it % per_key;
+                if (j >= AT_KEYS) continue;
+                float kf[VE], vf[VE];
+                unpack16<KT>(kr[i], kf);
+                unpack16<KT>(vr[i], vf);
+#pragma unroll
+                for (int e = 0; e < VE; e++) {
+                    K[j * (hd + 1) + sgm * VE + e] = kf[e];
+                    V[j * hd + sgm * VE + e] = vf[e];
+                }
+            }
+        } else {
+            for (int t = threadIdx.x; t < AT_KEYS * hd; t += blockDim.x) {
+                int j = t / hd, d = t % hd, p = c0 + j;
+                float kv_k = 0.0f, kv_v = 0.0f;
+                if (p < p1) {
+                    size_t blk = (size_t)bt[p / kv.block_tokens];
+                    size_t off = ((blk * (size_t)kv.n_layers + (size_t)layer) * 2) * layer_stride +
+                                 (size_t)(p % kv.block_tokens) * (size_t)kv.kvd + (size_t)kvh * hd + (size_t)d;
+                    kv_k = ld_t<KT>(kv.cache, off);
+                    kv_v = ld_t<KT>(kv.cache, off + layer_stride);
+                }
+                K[j * (hd + 1) + d] = kv_k;
+                V[j * hd + d] = kv_v;
+            }
         }
         __syncthreads();
+        /* Scores: lane = position c0 + lane, every query of this warp at once (one pass over
+        ** the key row, AT_QPW accumulators). Loops over positions and dims stay rolled: an
+        ** unrolled body for every query overflowed the instruction cache (a 10x slowdown). */
         const int p = c0 + lane;
+        float sc[AT_QPW];
+#pragma unroll
+        for (int i = 0; i < AT_QPW; i++) sc[i] = 0.0f;
+        const float *kr = K + lane * (hd + 1);
+#pragma unroll 2
+        for (int d = 0; d < hd; d++) {
+            float kd = kr[d];
+#pragma unroll
+            for (int i = 0; i < AT_QPW; i++)
+                if (i < nqw) sc[i] += Q[(warp + AT_WARPS * i) * hd + d] * kd;
+        }
+        float pj[AT_QPW];
 #pragma unroll
         for (int i = 0; i < AT_QPW; i++) {
-            int q = warp + AT_WARPS * i;
-            if (q >= nq) break; /* warp-uniform */
-            float s = -INFINITY;
-            if (p < p1 && p <= qpos[i]) {
-                const float *qv = Q + q * hd, *kr = K + lane * (hd + 1);
-                float dot = 0.0f;
-                for (int d = 0; d < hd; d++) dot += qv[d] * kr[d];
-                s = dot;
-            }
-            float mx = warp_max(s);
-            float mnew = fmaxf(m[i], mx);
+            pj[i] = 0.0f;
+            if (i >= nqw) continue; /* warp-uniform */
+            float s = p < p1 && p <= qpos[i] ? sc[i] : -INFINITY;
+            float mnew = fmaxf(m[i], warp_max(s));
             if (mnew == -INFINITY) continue; /* nothing visible yet for this query */
-            float pj = s == -INFINITY ? 0.0f : expf(s - mnew);
+            pj[i] = s == -INFINITY ? 0.0f : expf(s - mnew);
             float corr = expf(m[i] - mnew); /* 0 when m was -inf */
-            l[i] = l[i] * corr + warp_sum(pj);
+            l[i] = l[i] * corr + warp_sum(pj[i]);
             m[i] = mnew;
 #pragma unroll
             for (int jd = 0; jd < HD32; jd++) acc[i][jd] *= corr;
-            for (int j = 0; j < AT_KEYS; j++) {
-                float pb = __shfl_sync(0xffffffffu, pj, j);
-                if (pb == 0.0f) continue; /* warp-uniform: pb is the same in every lane */
-                const float *vr = V + j * hd;
+        }
+        /* Values: lane = output dims lane + 32 jd; each position's weight comes by shuffle. */
+        const int nj = min(AT_KEYS, p1 - c0);
+#pragma unroll 2
+        for (int j = 0; j < nj; j++) {
+            float v[HD32];
 #pragma unroll
-                for (int jd = 0; jd < HD32; jd++) {
-                    int d = lane + 32 * jd;
-                    if (d < hd) acc[i][jd] += pb * vr[d];
-                }
+            for (int jd = 0; jd < HD32; jd++) v[jd] = lane + 32 * jd < hd ? V[j * hd + lane + 32 * jd] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < AT_QPW; i++) {
+                if (i >= nqw) break;
+                float pb = __shfl_sync(0xffffffffu, pj[i], j);
+#pragma unroll
+                for (int jd = 0; jd < HD32; jd++) acc[i][jd] += pb * v[jd];
             }
         }
     }
@@ -131,7 +203,7 @@ template <int KT> static int launch_kt(cudaStream_t s, const attn_desc *a, const
     dim3 grid((unsigned)a->n_tiles, (unsigned)a->n_kv_heads, (unsigned)a->n_splits);
     int hd = a->head_dim;
     size_t smem = (size_t)(AT_MAXQ * hd + AT_KEYS * (hd + 1) + AT_KEYS * hd) * sizeof(float);
-#define AT_LAUNCH(H) attn_kernel<KT, H><<<grid, AT_WARPS * 32, smem, s>>>(*a, *kv, layer)
+#define AT_LAUNCH(H) launch_pdl(attn_kernel<KT, H>, grid, AT_WARPS * 32, smem, s, *a, *kv, layer)
     if (hd <= 32) AT_LAUNCH(1);
     else if (hd <= 64) AT_LAUNCH(2);
     else if (hd <= 128) AT_LAUNCH(4);
@@ -178,6 +250,7 @@ extern "C" int k_attention(void *stream, const attn_desc *a, const kv_geom *kv, 
 /* One block per (row, head): merge the splits' (m, l, o) into softmax . v. */
 __global__ void combine_kernel(float *out, attn_desc a)
 {
+    PDL_ENTRY();
     int row = blockIdx.x, head = blockIdx.y, hd = a.head_dim;
     size_t base = ((size_t)row * a.n_heads + head) * a.n_splits;
     float M = -INFINITY;
@@ -205,6 +278,6 @@ extern "C" int k_attn_combine(void *stream, float *out, const attn_desc *a)
     if (a->rows <= 0) return 0;
     dim3 grid((unsigned)a->rows, (unsigned)a->n_heads);
     int threads = a->head_dim >= 128 ? 128 : ((a->head_dim + 31) / 32) * 32;
-    combine_kernel<<<grid, threads, 0, S(stream)>>>(out, *a);
+    launch_pdl(combine_kernel, grid, threads, 0, S(stream), out, *a);
     return LAUNCHED();
 }

@@ -6,6 +6,7 @@
 
 __global__ void embed_kernel(float *out, kmat t, const int32_t *tokens)
 {
+    PDL_ENTRY();
     int r = blockIdx.x;
     int64_t row = tokens[r];
     float *o = out + (size_t)r * (size_t)t.k;
@@ -30,6 +31,6 @@ __global__ void embed_kernel(float *out, kmat t, const int32_t *tokens)
 extern "C" int k_embed(void *stream, float *out, const kmat *table, const int32_t *tokens, int rows)
 {
     if (rows <= 0) return 0;
-    embed_kernel<<<rows, 256, 0, S(stream)>>>(out, *table, tokens);
+    launch_pdl(embed_kernel, rows, 256, 0, S(stream), out, *table, tokens);
     return LAUNCHED();
 }

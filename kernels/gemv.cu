@@ -39,8 +39,17 @@ template <int WT, int M, bool VEC>
 __global__ void __launch_bounds__(WARPS * 32) gemv_dense(float *y, const float *x, const void *W, int64_t n,
                                                          int64_t k, int m)
 {
+    pdl_trigger();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * WARPS + warp;
+    /* The weights do not depend on the previous kernel: start streaming them into L2 while
+    ** it finishes. */
+    if (row < n) {
+        const char *wr = (const char *)W + (size_t)row * (size_t)k * (WT == KT_F32 ? 4 : 2);
+        size_t bytes = (size_t)k * (WT == KT_F32 ? 4 : 2);
+        for (size_t o = (size_t)lane * 128; o < bytes && o < 32 * 128 * 8; o += 32 * 128) prefetch_l2(wr + o);
+    }
+    pdl_wait();
     if (row >= n) return;
     float acc[M];
 #pragma unroll
@@ -87,8 +96,15 @@ __device__ __forceinline__ const float2 *xq_meta(const int8_t *xr, int64_t k)
 template <int WT, int M>
 __global__ void __launch_bounds__(WARPS * 32) gemv_quant(float *y, const int8_t *xq, kmat w, int m)
 {
+    pdl_trigger();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t row = (int64_t)blockIdx.x * WARPS + warp;
+    if (row < w.n) { /* prefetch this row's quants (see gemv_dense) */
+        size_t bytes = WT == KT_Q8_0 ? (size_t)w.k : (size_t)w.k / 2;
+        const char *wr = (const char *)w.q + (size_t)row * bytes;
+        for (size_t o = (size_t)lane * 128; o < bytes && o < 32 * 128 * 8; o += 32 * 128) prefetch_l2(wr + o);
+    }
+    pdl_wait();
     if (row >= w.n) return;
     int64_t k = w.k, nb = k / 32;
     size_t xrow = (((size_t)k + (size_t)nb * 8) + 15) & ~(size_t)15; /* as k_xq_bytes */
@@ -140,8 +156,8 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_quant(float *y, const int8_t 
 template <int WT, int M> static void launch_dense(cudaStream_t s, float *y, const float *x, const kmat *w, int m, bool vec)
 {
     unsigned blocks = (unsigned)((w->n + WARPS - 1) / WARPS);
-    if (vec) gemv_dense<WT, M, true><<<blocks, WARPS * 32, 0, s>>>(y, x, w->q, w->n, w->k, m);
-    else gemv_dense<WT, M, false><<<blocks, WARPS * 32, 0, s>>>(y, x, w->q, w->n, w->k, m);
+    if (vec) launch_pdl(gemv_dense<WT, M, true>, blocks, WARPS * 32, 0, s, y, x, w->q, w->n, w->k, m);
+    else launch_pdl(gemv_dense<WT, M, false>, blocks, WARPS * 32, 0, s, y, x, w->q, w->n, w->k, m);
 }
 
 template <int WT> static void dense_m(cudaStream_t s, float *y, const float *x, const kmat *w, int m, bool vec)
@@ -155,10 +171,10 @@ template <int WT> static void dense_m(cudaStream_t s, float *y, const float *x, 
 template <int WT> static void quant_m(cudaStream_t s, float *y, const int8_t *xq, const kmat *w, int m)
 {
     unsigned blocks = (unsigned)((w->n + WARPS - 1) / WARPS);
-    if (m <= 1) gemv_quant<WT, 1><<<blocks, WARPS * 32, 0, s>>>(y, xq, *w, m);
-    else if (m <= 2) gemv_quant<WT, 2><<<blocks, WARPS * 32, 0, s>>>(y, xq, *w, m);
-    else if (m <= 4) gemv_quant<WT, 4><<<blocks, WARPS * 32, 0, s>>>(y, xq, *w, m);
-    else gemv_quant<WT, 8><<<blocks, WARPS * 32, 0, s>>>(y, xq, *w, m);
+    if (m <= 1) launch_pdl(gemv_quant<WT, 1>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
+    else if (m <= 2) launch_pdl(gemv_quant<WT, 2>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
+    else if (m <= 4) launch_pdl(gemv_quant<WT, 4>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
+    else launch_pdl(gemv_quant<WT, 8>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
 }
 
 extern "C" int k_gemv(void *stream, float *y, const float *x, const void *xq, const kmat *w, int m)

@@ -19,6 +19,7 @@ extern "C" size_t k_xq_bytes(int m, int64_t k)
 /* One warp per 32-block; lane = element. */
 __global__ void quantize_x_kernel(int8_t *xq, const float *x, int m, int64_t k)
 {
+    PDL_ENTRY();
     int64_t nb = k / 32;
     int64_t gw = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
@@ -40,12 +41,13 @@ extern "C" int k_quantize_x(void *stream, void *xq, const float *x, int m, int64
     if (k % 32) return (int)cudaErrorInvalidValue;
     int64_t warps = (int64_t)m * (k / 32);
     unsigned blocks = (unsigned)((warps + 7) / 8);
-    quantize_x_kernel<<<blocks, 256, 0, S(stream)>>>((int8_t *)xq, x, m, k);
+    launch_pdl(quantize_x_kernel, blocks, 256, 0, S(stream), (int8_t *)xq, x, m, k);
     return LAUNCHED();
 }
 
 __global__ void dequant_kernel(void *out, int out_type, kmat w)
 {
+    PDL_ENTRY();
     size_t n = (size_t)w.n * (size_t)w.k;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t row = t / (size_t)w.k, i = t % (size_t)w.k, b = i / 32, j = i % 32;
@@ -67,6 +69,6 @@ extern "C" int k_dequant(void *stream, void *out, int out_type, const kmat *w)
     size_t n = (size_t)w->n * (size_t)w->k;
     size_t blocks = (n + 255) / 256;
     if (blocks > 16384) blocks = 16384;
-    dequant_kernel<<<(unsigned)blocks, 256, 0, S(stream)>>>(out, out_type, *w);
+    launch_pdl(dequant_kernel, (unsigned)blocks, 256, 0, S(stream), out, out_type, *w);
     return LAUNCHED();
 }

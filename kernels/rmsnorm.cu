@@ -7,6 +7,7 @@
 __global__ void rmsnorm_kernel(float *out, float *x, const float *add, const float *w, const int32_t *idx, int n,
                                float eps)
 {
+    PDL_ENTRY();
     __shared__ float sh[32];
     int r = blockIdx.x;
     int src = idx ? idx[r] : r;
@@ -32,6 +33,6 @@ extern "C" int k_rmsnorm(void *stream, float *out, float *x, const float *add, c
 {
     if (rows <= 0) return 0;
     int threads = n >= 1024 ? 1024 : ((n + 31) / 32) * 32;
-    rmsnorm_kernel<<<rows, threads, 0, S(stream)>>>(out, x, add, w, idx, n, eps);
+    launch_pdl(rmsnorm_kernel, rows, threads, 0, S(stream), out, x, add, w, idx, n, eps);
     return LAUNCHED();
 }

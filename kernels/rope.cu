@@ -9,6 +9,7 @@ __global__ void rope_store_kernel(float *q_out, const float *qkv, const float *b
                                   const int32_t *slot, const float *freqs, int neox, int n_heads, int n_kv_heads,
                                   int hd, kv_geom kv, int layer)
 {
+    PDL_ENTRY();
     int r = blockIdx.x;
     int qd = n_heads * hd, kvd = n_kv_heads * hd, width = qd + 2 * kvd, half = hd / 2;
     const float *row = qkv + (size_t)r * (size_t)width;
@@ -55,7 +56,7 @@ extern "C" int k_rope_store(void *stream, float *q_out, const float *qkv, const 
                             int head_dim, const kv_geom *kv, int layer)
 {
     if (rows <= 0) return 0;
-    rope_store_kernel<<<rows, 256, 0, S(stream)>>>(q_out, qkv, bias, pos, slot, freqs, neox, n_heads, n_kv_heads,
+    launch_pdl(rope_store_kernel, rows, 256, 0, S(stream), q_out, qkv, bias, pos, slot, freqs, neox, n_heads, n_kv_heads,
                                                    head_dim, *kv, layer);
     return LAUNCHED();
 }

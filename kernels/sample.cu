@@ -23,6 +23,7 @@ __device__ __forceinline__ unsigned long long key_max(unsigned long long a, unsi
 #define AM_BLOCKS 16
 __global__ void argmax_partial(unsigned long long *keys, const float *logits, int n)
 {
+    PDL_ENTRY();
     __shared__ unsigned long long sk[32];
     const float *row = logits + (size_t)blockIdx.x * (size_t)n;
     int per = (n + AM_BLOCKS - 1) / AM_BLOCKS;
@@ -55,6 +56,7 @@ __global__ void argmax_partial(unsigned long long *keys, const float *logits, in
 /* keys -> ids, and the keys back to 0 for the next step (so a graph needs no memset). */
 __global__ void argmax_final(int32_t *ids, unsigned long long *keys, int rows)
 {
+    PDL_ENTRY();
     int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     unsigned long long k = keys[r];
@@ -71,8 +73,8 @@ extern "C" size_t k_argmax_scratch(int rows)
 extern "C" int k_argmax(void *stream, int32_t *ids, void *scratch, const float *logits, int rows, int n)
 {
     if (rows <= 0) return 0;
-    argmax_partial<<<dim3((unsigned)rows, AM_BLOCKS), 256, 0, S(stream)>>>((unsigned long long *)scratch, logits, n);
-    argmax_final<<<(rows + 127) / 128, 128, 0, S(stream)>>>(ids, (unsigned long long *)scratch, rows);
+    launch_pdl(argmax_partial, dim3((unsigned)rows, AM_BLOCKS), 256, 0, S(stream), (unsigned long long *)scratch, logits, n);
+    launch_pdl(argmax_final, (rows + 127) / 128, 128, 0, S(stream), ids, (unsigned long long *)scratch, rows);
     return LAUNCHED();
 }
 
@@ -94,6 +96,6 @@ extern "C" int k_read_sum(void *stream, const void *buf, size_t n, unsigned long
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    read_sum_kernel<<<sms * 8, 512, 0, S(stream)>>>((const uint4 *)buf, n / 16, sink);
+    launch_pdl(read_sum_kernel, sms * 8, 512, 0, S(stream), (const uint4 *)buf, n / 16, sink);
     return LAUNCHED();
 }

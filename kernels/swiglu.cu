@@ -6,6 +6,7 @@
 
 __global__ void swiglu_kernel(float *h, const float *gu, int rows, int H)
 {
+    PDL_ENTRY();
     size_t n = (size_t)rows * (size_t)H;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t r = t / (size_t)H, i = t % (size_t)H;
@@ -20,12 +21,13 @@ extern "C" int k_swiglu(void *stream, float *h, const float *gu, int rows, int H
     size_t n = (size_t)rows * (size_t)H;
     int blocks = (int)((n + 255) / 256);
     if (blocks > 4096) blocks = 4096;
-    swiglu_kernel<<<blocks, 256, 0, S(stream)>>>(h, gu, rows, H);
+    launch_pdl(swiglu_kernel, blocks, 256, 0, S(stream), h, gu, rows, H);
     return LAUNCHED();
 }
 
 __global__ void convert_kernel(void *out, int type, const float *in, size_t n)
 {
+    PDL_ENTRY();
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x)
         st_elem(out, t, type, in[t]);
 }
@@ -35,6 +37,6 @@ extern "C" int k_convert(void *stream, void *out, int out_type, const float *in,
     if (n == 0) return 0;
     size_t blocks = (n + 255) / 256;
     if (blocks > 8192) blocks = 8192;
-    convert_kernel<<<(unsigned)blocks, 256, 0, S(stream)>>>(out, out_type, in, n);
+    launch_pdl(convert_kernel, (unsigned)blocks, 256, 0, S(stream), out, out_type, in, n);
     return LAUNCHED();
 }

@@ -75,7 +75,7 @@ __all__ = [
 Message = Union[Mapping[str, str], Sequence[str]]
 
 _THREADING = {"engine": _ffi.INFER_THREADING_ENGINE, "caller": _ffi.INFER_THREADING_CALLER}
-_BACKEND = {"auto": _ffi.INFER_BACKEND_AUTO, "cpu": _ffi.INFER_BACKEND_CPU}
+_BACKEND = {"auto": _ffi.INFER_BACKEND_AUTO, "cpu": _ffi.INFER_BACKEND_CPU, "cuda": _ffi.INFER_BACKEND_CUDA}
 _UNLOAD = {"wait": _ffi.INFER_UNLOAD_WAIT, "nowait": _ffi.INFER_UNLOAD_NOWAIT, "cancel": _ffi.INFER_UNLOAD_CANCEL}
 _LOG_LEVEL = {"error": _ffi.INFER_LOG_ERROR, "warn": _ffi.INFER_LOG_WARN,
               "info": _ffi.INFER_LOG_INFO, "debug": _ffi.INFER_LOG_DEBUG}

@@ -48,6 +48,8 @@ INFER_EINTERNAL = -11
 
 INFER_BACKEND_AUTO = 0
 INFER_BACKEND_CPU = 1
+INFER_BACKEND_CUDA = 2
+MAX_DEVICES = 8  # INFER_MAX_DEVICES (a #define, not an enum constant)
 
 INFER_THREADING_ENGINE = 0
 INFER_THREADING_CALLER = 1
@@ -101,6 +103,8 @@ class infer_session_params(Structure):
         ("kv_block_tokens", c_int),
         ("kv_cache_bytes", c_size_t),
         ("prefix_cache", c_int),
+        ("n_devices", c_int),
+        ("devices", c_int * MAX_DEVICES),
         ("log_fn", infer_log_fn),
         ("log_user", c_void_p),
         ("log_level", c_int),
