@@ -81,10 +81,11 @@ static int run_gemv(void *p)
 {
     gemv_ctx *g = p;
     if (g->w.type == KT_Q8_0 || g->w.type == KT_Q4_0) {
-        int e = k_quantize_x(NULL, g->xq, g->x, g->m, g->w.k);
+        int e = k_quantize_x(NULL, g->xq, g->x, NULL, 1e-5f, g->m, g->w.k);
         if (e) return e;
     }
-    return k_gemv(NULL, g->y, g->x, g->xq, &g->w, g->m);
+    gemv_args ga = { .y = g->y, .x = g->x, .xq = g->xq, .eps = 1e-5f, .m = g->m };
+    return k_gemv(NULL, &g->w, &ga);
 }
 
 static void bench_gemv(int type, int64_t n, int64_t k, int m)

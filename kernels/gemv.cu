@@ -35,53 +35,126 @@ template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i,
     }
 }
 
-template <int WT, int M, bool VEC>
-__global__ void __launch_bounds__(WARPS * 32) gemv_dense(float *y, const float *x, const void *W, int64_t n,
-                                                         int64_t k, int m)
+/* inv_rms[r] of the block's x rows into shared memory (every block computes it: 8-16 KB of
+** L2 reads per block, cheaper than a separate kernel and launch). */
+template <int M>
+__device__ __forceinline__ void row_inv_rms(const float *x, int64_t k, int m, float eps, float *inv)
 {
-    pdl_trigger();
+    __shared__ float part[WARPS][M];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t row = (int64_t)blockIdx.x * WARPS + warp;
-    /* The weights do not depend on the previous kernel: start streaming them into L2 while
-    ** it finishes. */
-    if (row < n) {
-        const char *wr = (const char *)W + (size_t)row * (size_t)k * (WT == KT_F32 ? 4 : 2);
-        size_t bytes = (size_t)k * (WT == KT_F32 ? 4 : 2);
-        for (size_t o = (size_t)lane * 128; o < bytes && o < 32 * 128 * 8; o += 32 * 128) prefetch_l2(wr + o);
-    }
-    pdl_wait();
-    if (row >= n) return;
-    float acc[M];
-#pragma unroll
-    for (int r = 0; r < M; r++) acc[r] = 0.0f;
-    size_t base = (size_t)row * (size_t)k;
-    if (VEC) {
-#pragma unroll 4
-        for (int64_t i = (int64_t)lane * 8; i < k; i += 256) {
-            float w[8];
-            load8<WT>(W, base + (size_t)i, w);
-#pragma unroll
-            for (int r = 0; r < M; r++) {
-                if (r < m) {
-                    const float4 *xp = (const float4 *)(x + (size_t)r * (size_t)k + (size_t)i);
-                    float4 a = xp[0], b = xp[1];
-                    acc[r] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y +
-                              w[6] * b.z + w[7] * b.w;
-                }
-            }
-        }
-    } else {
-        for (int64_t i = lane; i < k; i += 32) {
-            float w = ld_elem(W, base + (size_t)i, WT);
-#pragma unroll
-            for (int r = 0; r < M; r++)
-                if (r < m) acc[r] += w * x[(size_t)r * (size_t)k + (size_t)i];
-        }
-    }
 #pragma unroll
     for (int r = 0; r < M; r++) {
-        float v = warp_sum(acc[r]);
-        if (lane == 0 && r < m) y[(size_t)r * (size_t)n + (size_t)row] = v;
+        float ss = 0.0f;
+        if (r < m)
+            for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+                float v = x[(size_t)r * (size_t)k + (size_t)i];
+                ss += v * v;
+            }
+        ss = warp_sum(ss);
+        if (lane == 0) part[warp][r] = ss;
+    }
+    __syncthreads();
+    if (threadIdx.x < M) {
+        float ss = 0.0f;
+        for (int w = 0; w < WARPS; w++) ss += part[w][threadIdx.x];
+        inv[threadIdx.x] = rsqrtf(ss / (float)k + eps);
+    }
+    __syncthreads();
+}
+
+/* The epilogue shared by the dense and the int8 kernels: lane 0 writes row `row` of every x row. */
+template <int M>
+__device__ __forceinline__ void gemv_store(const gemv_args &p, int64_t n_out, int64_t row, float *acc0, float *acc1)
+{
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < M; r++) {
+        float v = warp_sum(acc0[r]);
+        if (p.pair) {
+            float u = warp_sum(acc1[r]);
+            v = v * (1.0f / (1.0f + expf(-v))) * u; /* SwiGLU: silu(gate) * up */
+        }
+        if (lane == 0 && r < p.m) {
+            float *o = p.y + (size_t)r * (size_t)n_out + (size_t)row;
+            *o = p.accumulate ? *o + v : v;
+        }
+    }
+}
+
+/* Output rows per launch: n, or n/2 in pair mode (W = gate rows then up rows). The grid is at
+** most a few blocks per multiprocessor and strides over the rows, so no partial last wave. */
+template <int WT, int M, bool VEC>
+__global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void *W, int64_t n_out, int64_t k)
+{
+    pdl_trigger();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = p.m;
+    const size_t es = WT == KT_F32 ? 4 : 2;
+    int64_t row0 = (int64_t)blockIdx.x * WARPS + warp;
+    /* The weights do not depend on the previous kernel: start streaming them into L2 while
+    ** it finishes. */
+    if (row0 < n_out) {
+        const char *wr = (const char *)W + (size_t)row0 * (size_t)k * es;
+        for (size_t o = (size_t)lane * 128; o < (size_t)k * es && o < 32 * 128 * 8; o += 32 * 128) {
+            prefetch_l2(wr + o);
+            if (p.pair) prefetch_l2(wr + (size_t)n_out * (size_t)k * es + o);
+        }
+    }
+    pdl_wait();
+    __shared__ float inv[M];
+    if (p.norm) row_inv_rms<M>(p.x, k, m, p.eps, inv);
+    for (int64_t row = row0; row < n_out; row += (int64_t)gridDim.x * WARPS) {
+        float acc0[M], acc1[M];
+#pragma unroll
+        for (int r = 0; r < M; r++) acc0[r] = acc1[r] = 0.0f;
+        size_t base = (size_t)row * (size_t)k, base1 = base + (size_t)n_out * (size_t)k;
+        if (VEC) {
+#pragma unroll 4
+            for (int64_t i = (int64_t)lane * 8; i < k; i += 256) {
+                float w[8], w1[8];
+                load8<WT>(W, base + (size_t)i, w);
+                if (p.pair) load8<WT>(W, base1 + (size_t)i, w1);
+                float g[8];
+                if (p.norm) {
+                    const float4 *np = (const float4 *)(p.norm + i);
+                    float4 a = np[0], b = np[1];
+                    g[0] = a.x; g[1] = a.y; g[2] = a.z; g[3] = a.w; g[4] = b.x; g[5] = b.y; g[6] = b.z; g[7] = b.w;
+                }
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    if (r < m) {
+                        const float4 *xp = (const float4 *)(p.x + (size_t)r * (size_t)k + (size_t)i);
+                        float4 a = xp[0], b = xp[1];
+                        float xv[8] = { a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w };
+                        if (p.norm) {
+#pragma unroll
+                            for (int e = 0; e < 8; e++) xv[e] = xv[e] * inv[r] * g[e];
+                        }
+                        float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+                        for (int e = 0; e < 8; e++) s0 += w[e] * xv[e];
+                        acc0[r] += s0;
+                        if (p.pair) {
+#pragma unroll
+                            for (int e = 0; e < 8; e++) s1 += w1[e] * xv[e];
+                            acc1[r] += s1;
+                        }
+                    }
+                }
+            }
+        } else {
+            for (int64_t i = lane; i < k; i += 32) {
+                float w = ld_elem(W, base + (size_t)i, WT), w1 = p.pair ? ld_elem(W, base1 + (size_t)i, WT) : 0.0f;
+#pragma unroll
+                for (int r = 0; r < M; r++)
+                    if (r < m) {
+                        float xv = p.x[(size_t)r * (size_t)k + (size_t)i];
+                        if (p.norm) xv = xv * inv[r] * p.norm[i];
+                        acc0[r] += w * xv;
+                        acc1[r] += w1 * xv;
+                    }
+            }
+        }
+        gemv_store<M>(p, n_out, row, acc0, acc1);
     }
 }
 
@@ -94,101 +167,119 @@ __device__ __forceinline__ const float2 *xq_meta(const int8_t *xr, int64_t k)
 }
 
 template <int WT, int M>
-__global__ void __launch_bounds__(WARPS * 32) gemv_quant(float *y, const int8_t *xq, kmat w, int m)
+__global__ void __launch_bounds__(WARPS * 32) gemv_quant(gemv_args p, kmat w, int64_t n_out)
 {
     pdl_trigger();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int64_t row = (int64_t)blockIdx.x * WARPS + warp;
-    if (row < w.n) { /* prefetch this row's quants (see gemv_dense) */
-        size_t bytes = WT == KT_Q8_0 ? (size_t)w.k : (size_t)w.k / 2;
-        const char *wr = (const char *)w.q + (size_t)row * bytes;
-        for (size_t o = (size_t)lane * 128; o < bytes && o < 32 * 128 * 8; o += 32 * 128) prefetch_l2(wr + o);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = p.m;
+    const int64_t k = w.k, nb = k / 32;
+    const size_t qrow = WT == KT_Q8_0 ? (size_t)k : (size_t)k / 2;
+    int64_t row0 = (int64_t)blockIdx.x * WARPS + warp;
+    if (row0 < n_out) { /* prefetch this row's quants (see gemv_dense) */
+        const char *wr = (const char *)w.q + (size_t)row0 * qrow;
+        for (size_t o = (size_t)lane * 128; o < qrow && o < 32 * 128 * 8; o += 32 * 128) {
+            prefetch_l2(wr + o);
+            if (p.pair) prefetch_l2(wr + (size_t)n_out * qrow + o);
+        }
     }
     pdl_wait();
-    if (row >= w.n) return;
-    int64_t k = w.k, nb = k / 32;
-    size_t xrow = (((size_t)k + (size_t)nb * 8) + 15) & ~(size_t)15; /* as k_xq_bytes */
-    float acc[M];
+    const int8_t *xq = (const int8_t *)p.xq;
+    const size_t xrow = (((size_t)k + (size_t)nb * 8) + 15) & ~(size_t)15; /* as k_xq_bytes */
+    for (int64_t row = row0; row < n_out; row += (int64_t)gridDim.x * WARPS) {
+        float acc0[M], acc1[M];
 #pragma unroll
-    for (int r = 0; r < M; r++) acc[r] = 0.0f;
-    const uint16_t *dr = w.d + (size_t)row * (size_t)nb;
+        for (int r = 0; r < M; r++) acc0[r] = acc1[r] = 0.0f;
+        for (int half = 0; half < (p.pair ? 2 : 1); half++) {
+            int64_t wrow = row + half * n_out;
+            const uint16_t *dr = w.d + (size_t)wrow * (size_t)nb;
 #pragma unroll 2
-    for (int64_t b = lane; b < nb; b += 32) {
-        int wq[8];
-        float dw = __half2float(__ushort_as_half(__ldg(dr + b)));
-        if (WT == KT_Q8_0) {
-            const int4 *p = (const int4 *)((const int8_t *)w.q + (size_t)row * (size_t)k + (size_t)b * 32);
-            int4 a = __ldg(p), c = __ldg(p + 1);
-            wq[0] = a.x; wq[1] = a.y; wq[2] = a.z; wq[3] = a.w; wq[4] = c.x; wq[5] = c.y; wq[6] = c.z; wq[7] = c.w;
-        } else {
-            int4 a = __ldg((const int4 *)((const uint8_t *)w.q + (size_t)row * (size_t)(k / 2) + (size_t)b * 16));
-            const int v[4] = { a.x, a.y, a.z, a.w };
+            for (int64_t b = lane; b < nb; b += 32) {
+                int wq[8];
+                float dw = __half2float(__ushort_as_half(__ldg(dr + b)));
+                if (WT == KT_Q8_0) {
+                    const int4 *q = (const int4 *)((const int8_t *)w.q + (size_t)wrow * qrow + (size_t)b * 32);
+                    int4 a = __ldg(q), c = __ldg(q + 1);
+                    wq[0] = a.x; wq[1] = a.y; wq[2] = a.z; wq[3] = a.w; wq[4] = c.x; wq[5] = c.y; wq[6] = c.z; wq[7] = c.w;
+                } else {
+                    int4 a = __ldg((const int4 *)((const uint8_t *)w.q + (size_t)wrow * qrow + (size_t)b * 16));
+                    const int v[4] = { a.x, a.y, a.z, a.w };
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                wq[j] = v[j] & 0x0F0F0F0F;
-                wq[j + 4] = (v[j] >> 4) & 0x0F0F0F0F;
+                    for (int j = 0; j < 4; j++) {
+                        wq[j] = v[j] & 0x0F0F0F0F;
+                        wq[j + 4] = (v[j] >> 4) & 0x0F0F0F0F;
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    if (r < m) {
+                        const int8_t *xr = xq + (size_t)r * xrow;
+                        const int4 *xp = (const int4 *)(xr + (size_t)b * 32);
+                        int4 a = xp[0], c = xp[1];
+                        int s = 0;
+                        s = __dp4a(wq[0], a.x, s); s = __dp4a(wq[1], a.y, s); s = __dp4a(wq[2], a.z, s);
+                        s = __dp4a(wq[3], a.w, s); s = __dp4a(wq[4], c.x, s); s = __dp4a(wq[5], c.y, s);
+                        s = __dp4a(wq[6], c.z, s); s = __dp4a(wq[7], c.w, s);
+                        float2 ms = ((const float2 *)(xr + k))[b]; /* (scale, sum of quants) */
+                        float si = (float)s;
+                        if (WT == KT_Q4_0) si -= 8.0f * ms.y;
+                        if (half) acc1[r] += dw * ms.x * si;
+                        else acc0[r] += dw * ms.x * si;
+                    }
+                }
             }
         }
-#pragma unroll
-        for (int r = 0; r < M; r++) {
-            if (r < m) {
-                const int8_t *xr = xq + (size_t)r * xrow;
-                const int4 *xp = (const int4 *)(xr + (size_t)b * 32);
-                int4 a = xp[0], c = xp[1];
-                int s = 0;
-                s = __dp4a(wq[0], a.x, s); s = __dp4a(wq[1], a.y, s); s = __dp4a(wq[2], a.z, s);
-                s = __dp4a(wq[3], a.w, s); s = __dp4a(wq[4], c.x, s); s = __dp4a(wq[5], c.y, s);
-                s = __dp4a(wq[6], c.z, s); s = __dp4a(wq[7], c.w, s);
-                float2 ms = xq_meta(xr, k)[b]; /* (scale, sum of quants) */
-                float si = (float)s;
-                if (WT == KT_Q4_0) si -= 8.0f * ms.y;
-                acc[r] += dw * ms.x * si;
-            }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < M; r++) {
-        float v = warp_sum(acc[r]);
-        if (lane == 0 && r < m) y[(size_t)r * (size_t)w.n + (size_t)row] = v;
+        gemv_store<M>(p, n_out, row, acc0, acc1);
     }
 }
 
-template <int WT, int M> static void launch_dense(cudaStream_t s, float *y, const float *x, const kmat *w, int m, bool vec)
+/* A grid of at most 8 blocks (32 warps) per multiprocessor, striding over the output rows. */
+static unsigned gemv_blocks(int64_t n_out)
 {
-    unsigned blocks = (unsigned)((w->n + WARPS - 1) / WARPS);
-    if (vec) launch_pdl(gemv_dense<WT, M, true>, blocks, WARPS * 32, 0, s, y, x, w->q, w->n, w->k, m);
-    else launch_pdl(gemv_dense<WT, M, false>, blocks, WARPS * 32, 0, s, y, x, w->q, w->n, w->k, m);
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int64_t want = (n_out + WARPS - 1) / WARPS, cap = (int64_t)sms * 8;
+    return (unsigned)(want < cap ? want : cap);
 }
 
-template <int WT> static void dense_m(cudaStream_t s, float *y, const float *x, const kmat *w, int m, bool vec)
+template <int WT, int M> static void launch_dense(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out,
+                                                  bool vec)
 {
-    if (m <= 1) launch_dense<WT, 1>(s, y, x, w, m, vec);
-    else if (m <= 2) launch_dense<WT, 2>(s, y, x, w, m, vec);
-    else if (m <= 4) launch_dense<WT, 4>(s, y, x, w, m, vec);
-    else launch_dense<WT, 8>(s, y, x, w, m, vec);
+    unsigned blocks = gemv_blocks(n_out);
+    if (vec) launch_pdl(gemv_dense<WT, M, true>, blocks, WARPS * 32, 0, s, *p, (const void *)w->q, n_out, w->k);
+    else launch_pdl(gemv_dense<WT, M, false>, blocks, WARPS * 32, 0, s, *p, (const void *)w->q, n_out, w->k);
 }
 
-template <int WT> static void quant_m(cudaStream_t s, float *y, const int8_t *xq, const kmat *w, int m)
+template <int WT> static void dense_m(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out, bool vec)
 {
-    unsigned blocks = (unsigned)((w->n + WARPS - 1) / WARPS);
-    if (m <= 1) launch_pdl(gemv_quant<WT, 1>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
-    else if (m <= 2) launch_pdl(gemv_quant<WT, 2>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
-    else if (m <= 4) launch_pdl(gemv_quant<WT, 4>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
-    else launch_pdl(gemv_quant<WT, 8>, blocks, WARPS * 32, 0, s, y, xq, *w, m);
+    if (p->m <= 1) launch_dense<WT, 1>(s, p, w, n_out, vec);
+    else if (p->m <= 2) launch_dense<WT, 2>(s, p, w, n_out, vec);
+    else if (p->m <= 4) launch_dense<WT, 4>(s, p, w, n_out, vec);
+    else launch_dense<WT, 8>(s, p, w, n_out, vec);
 }
 
-extern "C" int k_gemv(void *stream, float *y, const float *x, const void *xq, const kmat *w, int m)
+template <int WT> static void quant_m(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out)
 {
-    if (m <= 0) return 0;
-    if (m > K_GEMV_MAX_ROWS) return (int)cudaErrorInvalidValue;
+    unsigned blocks = gemv_blocks(n_out);
+    if (p->m <= 1) launch_pdl(gemv_quant<WT, 1>, blocks, WARPS * 32, 0, s, *p, *w, n_out);
+    else if (p->m <= 2) launch_pdl(gemv_quant<WT, 2>, blocks, WARPS * 32, 0, s, *p, *w, n_out);
+    else if (p->m <= 4) launch_pdl(gemv_quant<WT, 4>, blocks, WARPS * 32, 0, s, *p, *w, n_out);
+    else launch_pdl(gemv_quant<WT, 8>, blocks, WARPS * 32, 0, s, *p, *w, n_out);
+}
+
+extern "C" int k_gemv(void *stream, const kmat *w, const gemv_args *p)
+{
+    if (p->m <= 0) return 0;
+    if (p->m > K_GEMV_MAX_ROWS || (p->pair && w->n % 2)) return (int)cudaErrorInvalidValue;
     cudaStream_t s = S(stream);
-    bool vec = w->k % 8 == 0 && ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
+    int64_t n_out = p->pair ? w->n / 2 : w->n;
+    bool vec = w->k % 8 == 0 && ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)p->x & 15) == 0 &&
+               (!p->norm || ((uintptr_t)p->norm & 15) == 0);
     switch (w->type) {
-    case KT_F32: dense_m<KT_F32>(s, y, x, w, m, vec); break;
-    case KT_F16: dense_m<KT_F16>(s, y, x, w, m, vec); break;
-    case KT_BF16: dense_m<KT_BF16>(s, y, x, w, m, vec); break;
-    case KT_Q8_0: quant_m<KT_Q8_0>(s, y, (const int8_t *)xq, w, m); break;
-    case KT_Q4_0: quant_m<KT_Q4_0>(s, y, (const int8_t *)xq, w, m); break;
+    case KT_F32: dense_m<KT_F32>(s, p, w, n_out, vec); break;
+    case KT_F16: dense_m<KT_F16>(s, p, w, n_out, vec); break;
+    case KT_BF16: dense_m<KT_BF16>(s, p, w, n_out, vec); break;
+    case KT_Q8_0: quant_m<KT_Q8_0>(s, p, w, n_out); break;
+    case KT_Q4_0: quant_m<KT_Q4_0>(s, p, w, n_out); break;
     default: return (int)cudaErrorInvalidValue;
     }
     return LAUNCHED();

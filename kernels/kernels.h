@@ -83,15 +83,27 @@ int k_attn_init(void);
 /* h[r][i] = silu(gu[r][i]) * gu[r][H + i] for i < H (gu: the fused gate|up product). */
 int k_swiglu(void *stream, float *h, const float *gu, int rows, int H);
 
-/* y (m, n) fp32 = x (m, k) fp32 . W^T for m <= K_GEMV_MAX_ROWS, any dense or quantized W. For
-** quantized W, xq must hold x quantized by k_quantize_x. Each output's reduction order does
-** not depend on m (the same token gives the same result alone or in a batch). */
+/* Matrix-vector products for m <= K_GEMV_MAX_ROWS rows: y (m, n) = x (m, k) . W^T, fp32
+** activations and accumulation, any dense or quantized W (for quantized W, xq holds x as
+** k_quantize_x made it, and x itself is not read). Fused around the product, for decode:
+** norm != NULL RMSNorm-scales each x row first (dense W; for quantized W pass norm to
+** k_quantize_x); pair = W holds 2n rows, gate then up, and y (m, n) = silu(x.gate) * (x.up);
+** accumulate = y += result (the residual add). Each output's reduction order does not depend on
+** m (the same token gives the same result alone or in a batch). */
 #define K_GEMV_MAX_ROWS 8
-int k_gemv(void *stream, float *y, const float *x, const void *xq, const kmat *w, int m);
-/* x (m, k) fp32 -> int8 blocks of 32 with an f32 scale and the block's sum of quants:
-** per row k/32 * (32 + 8) bytes (quants first, then (scale, sum) pairs). */
+typedef struct gemv_args {
+    float *y;
+    const float *x;
+    const void *xq;
+    const float *norm;
+    float eps;
+    int accumulate, pair, m;
+} gemv_args;
+int k_gemv(void *stream, const kmat *w, const gemv_args *a);
+/* x (m, k) fp32 -> int8 blocks of 32 with an f32 scale and the block's sum of quants
+** (RMSNorm-scaled first when norm != NULL): per row k/32 * (32 + 8) bytes, padded to 16. */
 size_t k_xq_bytes(int m, int64_t k);
-int k_quantize_x(void *stream, void *xq, const float *x, int m, int64_t k);
+int k_quantize_x(void *stream, void *xq, const float *x, const float *norm, float eps, int m, int64_t k);
 /* Dense out (n, k) of type out_type (KT_BF16 or KT_F16) from a quantized W (for the cuBLAS path). */
 int k_dequant(void *stream, void *out, int out_type, const kmat *w);
 /* fp32 -> f16 / bf16 (n elements), and an in-place f16 -> bf16 for uploaded rows. */

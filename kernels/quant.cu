@@ -16,32 +16,40 @@ extern "C" size_t k_xq_bytes(int m, int64_t k)
     return (size_t)m * xq_row(k);
 }
 
-/* One warp per 32-block; lane = element. */
-__global__ void quantize_x_kernel(int8_t *xq, const float *x, int m, int64_t k)
+/* One block per row: the row's RMSNorm scale first (when norm != NULL), then one warp per
+** 32-block (lane = element). */
+__global__ void quantize_x_kernel(int8_t *xq, const float *x, const float *norm, float eps, int64_t k)
 {
     PDL_ENTRY();
-    int64_t nb = k / 32;
-    int64_t gw = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    __shared__ float sh[32];
+    const int64_t nb = k / 32, r = blockIdx.x;
+    const float *xr = x + (size_t)r * (size_t)k;
+    float inv = 1.0f;
+    if (norm) {
+        float ss = 0.0f;
+        for (int64_t i = threadIdx.x; i < k; i += blockDim.x) ss += xr[i] * xr[i];
+        inv = rsqrtf(block_sum(ss, sh) / (float)k + eps);
+    }
+    int8_t *out = xq + (size_t)r * xq_row(k);
     int lane = threadIdx.x & 31;
-    if (gw >= (int64_t)m * nb) return;
-    int64_t r = gw / nb, b = gw % nb;
-    float v = x[(size_t)r * (size_t)k + (size_t)b * 32 + lane];
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    int q = d > 0.0f ? __float2int_rn(v / d) : 0;
-    int sum = (int)warp_sum((float)q);
-    int8_t *xr = xq + (size_t)r * xq_row(k);
-    xr[b * 32 + lane] = (int8_t)q;
-    if (lane == 0) ((float2 *)(xr + k))[b] = make_float2(d, (float)sum);
+    for (int64_t b = threadIdx.x >> 5; b < nb; b += blockDim.x >> 5) {
+        int64_t i = b * 32 + lane;
+        float v = xr[i];
+        if (norm) v = v * inv * norm[i];
+        float amax = warp_max(fabsf(v));
+        float d = amax / 127.0f;
+        int q = d > 0.0f ? __float2int_rn(v / d) : 0;
+        int sum = (int)warp_sum((float)q);
+        out[i] = (int8_t)q;
+        if (lane == 0) ((float2 *)(out + k))[b] = make_float2(d, (float)sum);
+    }
 }
 
-extern "C" int k_quantize_x(void *stream, void *xq, const float *x, int m, int64_t k)
+extern "C" int k_quantize_x(void *stream, void *xq, const float *x, const float *norm, float eps, int m, int64_t k)
 {
     if (m <= 0) return 0;
     if (k % 32) return (int)cudaErrorInvalidValue;
-    int64_t warps = (int64_t)m * (k / 32);
-    unsigned blocks = (unsigned)((warps + 7) / 8);
-    launch_pdl(quantize_x_kernel, blocks, 256, 0, S(stream), (int8_t *)xq, x, m, k);
+    launch_pdl(quantize_x_kernel, (unsigned)m, 256, 0, S(stream), (int8_t *)xq, x, norm, eps, k);
     return LAUNCHED();
 }
 

@@ -230,58 +230,83 @@ static void quantize_x_host(const float *x, float *xd, int64_t k)
     }
 }
 
-static void check_gemv(int type, int64_t n, int64_t k)
+/* The fused modes, for m rows: norm (RMSNorm-scale x first), pair (silu(gate) * up), accumulate
+** (y += result). Reference in double on the device's weight values (and, for int8 kernels, on x
+** quantized as the device does it). Row 0 must not depend on m (batch invariance). */
+static void check_gemv_mode(int type, int64_t n, int64_t k, int norm, int pair, int acc)
 {
     kmat w;
     float *hw = malloc(sizeof(float) * (size_t)(n * k));
     make_weights(type, n, k, &w, hw);
     int M = K_GEMV_MAX_ROWS, quant = type == KT_Q8_0 || type == KT_Q4_0;
-    float *x = malloc(sizeof(float) * (size_t)(M * k)), *xd = malloc(sizeof(float) * (size_t)(M * k));
-    for (int64_t i = 0; i < M * k; i++) x[i] = frand();
+    int64_t n_out = pair ? n / 2 : n;
+    float *x = malloc(sizeof(float) * (size_t)(M * k)), *xn = malloc(sizeof(float) * (size_t)(M * k));
+    float *xd = malloc(sizeof(float) * (size_t)(M * k)), *g = malloc(sizeof(float) * (size_t)k);
+    float *y0 = malloc(sizeof(float) * (size_t)(M * n_out));
+    for (int64_t i = 0; i < M * k; i++) x[i] = frand() * 2;
+    for (int64_t i = 0; i < k; i++) g[i] = 1 + frand() * 0.5f;
+    for (int64_t i = 0; i < M * n_out; i++) y0[i] = frand();
     for (int r = 0; r < M; r++) {
-        if (quant) quantize_x_host(x + r * k, xd + r * k, k);
-        else memcpy(xd + r * k, x + r * k, sizeof(float) * (size_t)k);
+        double ss = 0;
+        for (int64_t i = 0; i < k; i++) ss += (double)x[r * k + i] * x[r * k + i];
+        float inv = 1.0f / sqrtf((float)(ss / (double)k) + 1e-5f);
+        for (int64_t i = 0; i < k; i++) xn[r * k + i] = norm ? x[r * k + i] * inv * g[i] : x[r * k + i];
+        if (quant) quantize_x_host(xn + r * k, xd + r * k, k);
+        else memcpy(xd + r * k, xn + r * k, sizeof(float) * (size_t)k);
     }
-    float *dx = dup_dev(x, sizeof(float) * (size_t)(M * k));
+    float *dx = dup_dev(x, sizeof(float) * (size_t)(M * k)), *dg = dup_dev(g, sizeof(float) * (size_t)k);
     void *dxq = poisoned(k_xq_bytes(M, k));
-    float *y1 = NULL;
+    float *first = NULL;
     double worst = 0, worst_unq = 0;
     for (int m = 1; m <= M; m++) {
-        float *dy = poisoned(sizeof(float) * (size_t)(m * n));
-        if (quant) CK(k_quantize_x(NULL, dxq, dx, m, k));
-        CK(k_gemv(NULL, dy, dx, dxq, &w, m));
-        float *y = to_host(dy, (size_t)(m * n));
-        double *ref = malloc(sizeof(double) * (size_t)(m * n)), *refu = malloc(sizeof(double) * (size_t)(m * n));
+        float *dy = acc ? dup_dev(y0, sizeof(float) * (size_t)(m * n_out)) : poisoned(sizeof(float) * (size_t)(m * n_out));
+        if (quant) CK(k_quantize_x(NULL, dxq, dx, norm ? dg : NULL, 1e-5f, m, k));
+        gemv_args ga = { .y = dy, .x = dx, .xq = dxq, .norm = norm && !quant ? dg : NULL, .eps = 1e-5f,
+                         .accumulate = acc, .pair = pair, .m = m };
+        CK(k_gemv(NULL, &w, &ga));
+        float *y = to_host(dy, (size_t)(m * n_out));
+        double *ref = malloc(sizeof(double) * (size_t)(m * n_out)), *refu = malloc(sizeof(double) * (size_t)(m * n_out));
         for (int r = 0; r < m; r++)
-            for (int64_t o = 0; o < n; o++) {
-                double s = 0, su = 0;
-                for (int64_t i = 0; i < k; i++) {
-                    s += (double)xd[r * k + i] * hw[o * k + i];
-                    su += (double)x[r * k + i] * hw[o * k + i];
+            for (int64_t o = 0; o < n_out; o++) {
+                double s[2] = { 0, 0 }, su[2] = { 0, 0 };
+                for (int h = 0; h < (pair ? 2 : 1); h++)
+                    for (int64_t i = 0; i < k; i++) {
+                        s[h] += (double)xd[r * k + i] * hw[(o + h * n_out) * k + i];
+                        su[h] += (double)xn[r * k + i] * hw[(o + h * n_out) * k + i];
+                    }
+                if (pair) {
+                    s[0] = s[0] / (1 + exp(-s[0])) * s[1];
+                    su[0] = su[0] / (1 + exp(-su[0])) * su[1];
                 }
-                ref[r * n + o] = s;
-                refu[r * n + o] = su;
+                ref[r * n_out + o] = s[0] + (acc ? y0[r * n_out + o] : 0);
+                refu[r * n_out + o] = su[0] + (acc ? y0[r * n_out + o] : 0);
             }
-        double e = rel_err(y, ref, (size_t)(m * n)), eu = rel_err(y, refu, (size_t)(m * n));
-        worst = fmax(worst, e);
-        worst_unq = fmax(worst_unq, eu);
-        /* batch invariance: row 0 is bitwise the same whatever m is */
-        if (m == 1) y1 = y;
+        worst = fmax(worst, rel_err(y, ref, (size_t)(m * n_out)));
+        worst_unq = fmax(worst_unq, rel_err(y, refu, (size_t)(m * n_out)));
+        if (m == 1) first = y;
         else {
-            assert_memory_equal(y, y1, sizeof(float) * (size_t)n);
+            assert_memory_equal(y, first, sizeof(float) * (size_t)n_out);
             free(y);
         }
         free(ref); free(refu);
         cudaFree(dy);
     }
-    printf("    gemv %s %lldx%lld, m=1..%d: rel err %.2e (bound 1e-5)%s", type == KT_Q8_0 ? "q8_0" : type == KT_Q4_0 ? "q4_0"
-           : type == KT_F16 ? "f16" : type == KT_BF16 ? "bf16" : "f32", (long long)n, (long long)k, M, worst,
-           quant ? "" : "\n");
-    if (quant) printf("; vs unquantized x %.2e (bound 2e-2)\n", worst_unq);
-    assert_true(worst <= 1e-5);
+    /* int8 + norm: the device's rsqrtf scale can move a quant by one step against the host's */
+    double bound = quant && norm ? 1e-3 : 1e-5;
+    printf("    gemv %-4s %5lldx%-5lld m=1..%d%s%s%s: rel err %.2e (bound %.0e)", type == KT_Q8_0 ? "q8_0" : type == KT_Q4_0 ?
+           "q4_0" : type == KT_F16 ? "f16" : type == KT_BF16 ? "bf16" : "f32", (long long)n, (long long)k, M,
+           norm ? " +norm" : "", pair ? " +swiglu" : "", acc ? " +residual" : "", worst, bound);
+    if (quant) printf("; vs unquantized x %.2e (bound 2e-2)", worst_unq);
+    printf("\n");
+    assert_true(worst <= bound);
     assert_true(worst_unq <= 2e-2);
-    free(y1); free(hw); free(x); free(xd);
-    cudaFree(dx); cudaFree(dxq); cudaFree(w.q); cudaFree(w.d);
+    free(first); free(hw); free(x); free(xn); free(xd); free(g); free(y0);
+    cudaFree(dx); cudaFree(dg); cudaFree(dxq); cudaFree(w.q); cudaFree(w.d);
+}
+
+static void check_gemv(int type, int64_t n, int64_t k)
+{
+    check_gemv_mode(type, n, k, 0, 0, 0);
 }
 
 static void test_gemv(void **state)
@@ -293,6 +318,11 @@ static void test_gemv(void **state)
     check_gemv(KT_BF16, 515, 2048);
     check_gemv(KT_Q8_0, 515, 2048);
     check_gemv(KT_Q4_0, 515, 2048);
+    check_gemv_mode(KT_BF16, 1030, 2048, 1, 1, 0); /* the gate|up product of a decode step */
+    check_gemv_mode(KT_BF16, 515, 2048, 0, 0, 1);  /* O / down with the residual */
+    check_gemv_mode(KT_F32, 344, 172, 1, 1, 1);    /* scalar path */
+    check_gemv_mode(KT_Q8_0, 1030, 2048, 1, 1, 0);
+    check_gemv_mode(KT_Q4_0, 515, 2048, 1, 0, 1);
 }
 
 static void test_embed_dequant(void **state)

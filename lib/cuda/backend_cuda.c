@@ -99,21 +99,31 @@ static int gemv_rows_dense(const cuda_be *c)
     return c->gemv_rows;
 }
 
-infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m)
+infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m, const float *norm,
+                       int pair, int accumulate)
 {
     if (m <= 0) return INFER_OK;
     int quant = w->type == KT_Q8_0 || w->type == KT_Q4_0;
     int lim = w->type == KT_F32 || quant ? K_GEMV_MAX_ROWS : gemv_rows_dense(c);
+    int64_t n_out = pair ? w->n / 2 : w->n;
     if (w->type == KT_F32 || m <= lim) {
         /* f32: every row count on the exact kernel, K_GEMV_MAX_ROWS rows at a time */
         for (int r0 = 0; r0 < m; r0 += K_GEMV_MAX_ROWS) {
             int mr = INFER_MIN(K_GEMV_MAX_ROWS, m - r0);
             const float *xr = x + (size_t)r0 * (size_t)w->k;
-            if (quant) KL(k_quantize_x(c->stream, cm->xq, xr, mr, w->k));
-            KL(k_gemv(c->stream, y + (size_t)r0 * (size_t)w->n, xr, cm->xq, w, mr));
+            if (quant) KL(k_quantize_x(c->stream, cm->xq, xr, norm, cm->eps, mr, w->k));
+            gemv_args ga = { .y = y + (size_t)r0 * (size_t)n_out, .x = xr, .xq = cm->xq, .norm = quant ? NULL : norm,
+                             .eps = cm->eps, .accumulate = accumulate, .pair = pair, .m = mr };
+            KL(k_gemv(c->stream, w, &ga));
         }
         return INFER_OK;
     }
+    /* cuBLAS: RMSNorm and SwiGLU as their own kernels around the product */
+    if (norm) {
+        KL(k_rmsnorm(c->stream, cm->xb, (float *)x, NULL, norm, NULL, m, (int)w->k, cm->eps));
+        x = cm->xb;
+    }
+    float *out = pair ? cm->gu : y;
     const void *a = w->q;
     int at = w->type;
     if (quant) {
@@ -123,12 +133,13 @@ infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, con
     }
     KL(k_convert(c->stream, cm->xc, at, x, (size_t)m * (size_t)w->k));
     cudaDataType_t dt = at == KT_F16 ? CUDA_R_16F : CUDA_R_16BF;
-    const float one = 1.0f, zero = 0.0f;
-    /* Column-major view: Y^T (n x m) = W (k x n)^T . X^T (k x m). */
+    const float one = 1.0f, beta = accumulate && !pair ? 1.0f : 0.0f;
+    /* Column-major view: Y^T (n x m) = W (k x n)^T . X^T (k x m); beta = 1 adds the residual. */
     cublasStatus_t bs = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->n, m, (int)w->k, &one, a, dt,
-                                     (int)w->k, cm->xc, dt, (int)w->k, &zero, y, CUDA_R_32F, (int)w->n,
+                                     (int)w->k, cm->xc, dt, (int)w->k, &beta, out, CUDA_R_32F, (int)w->n,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (bs != CUBLAS_STATUS_SUCCESS) return blas_fail(bs, "cublasGemmEx");
+    if (pair) KL(k_swiglu(c->stream, y, cm->gu, m, (int)n_out));
     return INFER_OK;
 }
 
@@ -176,26 +187,26 @@ static infer_status run_layers(cuda_be *c, cuda_model *cm, const infer_model *m,
                      .tile_rows = sh->tile_rows, .n_splits = sh->n_splits, .split_len = sh->split_len,
                      .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hd,
                      .scale = 1.0f / sqrtf((float)hd) };
+    /* Per layer: RMSNorm fused into the QKV and gate|up products, the residual adds into the O
+    ** and down products, SwiGLU into the gate|up product (matrix-vector path; cu_matmul splits
+    ** them out around cuBLAS). */
     for (int l = 0; l < hp->n_layers; l++) {
         const dlayer *L = &cm->layers[l];
-        KL(k_rmsnorm(c->stream, cm->xb, cm->x, l ? cm->y : NULL, L->attn_norm, NULL, T, D, hp->rms_eps));
-        if ((st = cu_matmul(c, cm, cm->qkv, cm->xb, &L->wqkv, T))) return st;
+        if ((st = cu_matmul(c, cm, cm->qkv, cm->x, &L->wqkv, T, L->attn_norm, 0, 0))) return st;
         KL(k_rope_store(c->stream, cm->q, cm->qkv, L->bqkv, p->pos, p->slot, cm->freqs, hp->rope == ROPE_NEOX, T,
                         hp->n_heads, hp->n_kv_heads, hd, &cm->kv, l));
         KL(k_attention(c->stream, &ad, &cm->kv, l));
         KL(k_attn_combine(c->stream, cm->att, &ad));
-        if ((st = cu_matmul(c, cm, cm->y, cm->att, &L->wo, T))) return st;
-        KL(k_rmsnorm(c->stream, cm->xb, cm->x, cm->y, L->ffn_norm, NULL, T, D, hp->rms_eps));
-        if ((st = cu_matmul(c, cm, cm->gu, cm->xb, &L->wgu, T))) return st;
-        KL(k_swiglu(c->stream, cm->h, cm->gu, T, hp->hidden_dim));
-        if ((st = cu_matmul(c, cm, cm->y, cm->h, &L->w2, T))) return st;
+        if ((st = cu_matmul(c, cm, cm->x, cm->att, &L->wo, T, NULL, 0, 1))) return st;
+        if ((st = cu_matmul(c, cm, cm->h, cm->x, &L->wgu, T, L->ffn_norm, 1, 0))) return st;
+        if ((st = cu_matmul(c, cm, cm->x, cm->h, &L->w2, T, NULL, 0, 1))) return st;
     }
     /* Logit rows in chunks of the logits buffer: final norm of the gathered rows (adding the
     ** last FFN output to them), classifier, argmax. */
     for (int j0 = 0; j0 < n_lrows; j0 += cm->logit_cap) {
         int nl = INFER_MIN(cm->logit_cap, n_lrows - j0);
-        KL(k_rmsnorm(c->stream, cm->xb, cm->x, cm->y, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps));
-        if ((st = cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl))) return st;
+        KL(k_rmsnorm(c->stream, cm->xb, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps));
+        if ((st = cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl, NULL, 0, 0))) return st;
         KL(k_argmax(c->stream, cm->ids + j0, cm->amkeys, cm->logits, nl, hp->vocab_size));
         if (j0 + nl < n_lrows) {
             /* later chunks overwrite cm->logits: the host's rows of this chunk go now (never

@@ -60,6 +60,7 @@ typedef struct graph_ent {
 
 typedef struct cuda_model {
     int cdt;                 /* activation type of the cuBLAS path: KT_BF16, KT_F16 (KT_F32: none) */
+    float eps;               /* RMSNorm epsilon */
     kmat embd, wcls;         /* wcls.q == embd.q when tied (one copy) */
     dlayer *layers;
     float *out_norm, *freqs;
@@ -67,7 +68,7 @@ typedef struct cuda_model {
     size_t weight_bytes, kv_bytes, work_bytes;
     /* workspace for max_rows rows */
     int max_rows, logit_cap;
-    float *x, *xb, *qkv, *q, *att, *y, *gu, *h, *logits;
+    float *x, *xb, *qkv, *q, *att, *gu, *h, *logits; /* x: the residual stream */
     void *xc;                /* activations converted for cuBLAS */
     void *xq;                /* activations quantized for the int8 kernels */
     void *wtmp;              /* a quantized matrix dequantized for cuBLAS (or NULL) */
@@ -91,7 +92,9 @@ typedef struct cuda_model {
 infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes);
 infer_status cuda_model_kv(backend *be, infer_model *m);
 void cuda_model_free(backend *be, infer_model *m);
-/* y (m, w->n) = x (m, w->k) . W^T on the backend's stream. */
-infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m);
+/* y (m, n) = x (m, w->k) . W^T on the backend's stream, with the k_gemv fusions: norm =
+** RMSNorm x rows first, pair = silu(gate) * up (n = w->n / 2), accumulate = y += result. */
+infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m, const float *norm,
+                       int pair, int accumulate);
 
 #endif

@@ -203,6 +203,7 @@ infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
         }
     }
     cm->cdt = all_f32 ? KT_F32 : any_f16 ? KT_F16 : KT_BF16;
+    cm->eps = hp->rms_eps;
     cm->kv.kv_type = cm->cdt;
     *kv_elem_bytes = kt_size(cm->kv.kv_type);
 
@@ -302,7 +303,7 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         size_t bytes;
     } a[] = {
         { (void **)&cm->x, R * D * 4 }, { (void **)&cm->xb, R * D * 4 }, { (void **)&cm->qkv, R * (qd + 2 * kvd) * 4 },
-        { (void **)&cm->q, R * qd * 4 }, { (void **)&cm->att, R * qd * 4 }, { (void **)&cm->y, R * D * 4 },
+        { (void **)&cm->q, R * qd * 4 }, { (void **)&cm->att, R * qd * 4 },
         { (void **)&cm->gu, R * 2 * H * 4 }, { (void **)&cm->h, R * H * 4 },
         { (void **)&cm->logits, (size_t)cm->logit_cap * V * 4 },
         { (void **)&cm->part_o, cm->part_slots * (size_t)hp->head_dim * 4 },
@@ -375,7 +376,7 @@ void cuda_model_free(backend *be, infer_model *m)
     }
     if (cm->wcls.q != cm->embd.q) free_kmat(&cm->wcls);
     free_kmat(&cm->embd);
-    void *dev[] = { cm->out_norm, cm->freqs, cm->kv.cache, cm->x, cm->xb, cm->qkv, cm->q, cm->att, cm->y, cm->gu,
+    void *dev[] = { cm->out_norm, cm->freqs, cm->kv.cache, cm->x, cm->xb, cm->qkv, cm->q, cm->att, cm->gu,
                     cm->h, cm->logits, cm->xc, cm->xq, cm->wtmp, cm->part_o, cm->part_ml, cm->dmeta, cm->ids, cm->amkeys };
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cudaFree(dev[i]);
     cudaFreeHost(cm->hmeta);
