@@ -35,33 +35,6 @@ template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i,
     }
 }
 
-/* inv_rms[r] of the block's x rows into shared memory (every block computes it: 8-16 KB of
-** L2 reads per block, cheaper than a separate kernel and launch). */
-template <int M>
-__device__ __forceinline__ void row_inv_rms(const float *x, int64_t k, int m, float eps, float *inv)
-{
-    __shared__ float part[WARPS][M];
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-#pragma unroll
-    for (int r = 0; r < M; r++) {
-        float ss = 0.0f;
-        if (r < m)
-            for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
-                float v = x[(size_t)r * (size_t)k + (size_t)i];
-                ss += v * v;
-            }
-        ss = warp_sum(ss);
-        if (lane == 0) part[warp][r] = ss;
-    }
-    __syncthreads();
-    if (threadIdx.x < M) {
-        float ss = 0.0f;
-        for (int w = 0; w < WARPS; w++) ss += part[w][threadIdx.x];
-        inv[threadIdx.x] = rsqrtf(ss / (float)k + eps);
-    }
-    __syncthreads();
-}
-
 /* The epilogue shared by the dense and the int8 kernels: lane 0 writes row `row` of every x row. */
 template <int M>
 __device__ __forceinline__ void gemv_store(const gemv_args &p, int64_t n_out, int64_t row, float *acc0, float *acc1)
@@ -100,12 +73,13 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
         }
     }
     pdl_wait();
-    __shared__ float inv[M];
-    if (p.norm) row_inv_rms<M>(p.x, k, m, p.eps, inv);
     for (int64_t row = row0; row < n_out; row += (int64_t)gridDim.x * WARPS) {
-        float acc0[M], acc1[M];
+        /* With norm, the products use x * g and the row's 1/rms multiplies the sum at the end
+        ** (the same value): every warp reads its x rows whole anyway, so it sums their squares
+        ** on the way instead of waiting for a block-wide reduction first. */
+        float acc0[M], acc1[M], ss[M];
 #pragma unroll
-        for (int r = 0; r < M; r++) acc0[r] = acc1[r] = 0.0f;
+        for (int r = 0; r < M; r++) acc0[r] = acc1[r] = ss[r] = 0.0f;
         size_t base = (size_t)row * (size_t)k, base1 = base + (size_t)n_out * (size_t)k;
         if (VEC) {
 #pragma unroll 4
@@ -127,7 +101,10 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
                         float xv[8] = { a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w };
                         if (p.norm) {
 #pragma unroll
-                            for (int e = 0; e < 8; e++) xv[e] = xv[e] * inv[r] * g[e];
+                            for (int e = 0; e < 8; e++) {
+                                ss[r] += xv[e] * xv[e];
+                                xv[e] *= g[e];
+                            }
                         }
                         float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
@@ -148,12 +125,22 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
                 for (int r = 0; r < M; r++)
                     if (r < m) {
                         float xv = p.x[(size_t)r * (size_t)k + (size_t)i];
-                        if (p.norm) xv = xv * inv[r] * p.norm[i];
+                        if (p.norm) {
+                            ss[r] += xv * xv;
+                            xv *= p.norm[i];
+                        }
                         acc0[r] += w * xv;
                         acc1[r] += w1 * xv;
                     }
             }
         }
+        if (p.norm)
+#pragma unroll
+            for (int r = 0; r < M; r++) {
+                float inv = rsqrtf(warp_sum(ss[r]) / (float)k + p.eps);
+                acc0[r] *= inv;
+                acc1[r] *= inv;
+            }
         gemv_store<M>(p, n_out, row, acc0, acc1);
     }
 }
@@ -231,13 +218,14 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_quant(gemv_args p, kmat w, in
     }
 }
 
-/* A grid of at most 8 blocks (32 warps) per multiprocessor, striding over the output rows. */
+/* A grid of at most 16 blocks (64 warps, a full multiprocessor) per multiprocessor, striding
+** over the output rows. */
 static unsigned gemv_blocks(int64_t n_out)
 {
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    int64_t want = (n_out + WARPS - 1) / WARPS, cap = (int64_t)sms * 8;
+    int64_t want = (n_out + WARPS - 1) / WARPS, cap = (int64_t)sms * 16;
     return (unsigned)(want < cap ? want : cap);
 }
 
