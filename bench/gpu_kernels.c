@@ -123,7 +123,7 @@ static int run_attn(void *p)
 {
     attn_ctx *c = p;
     int e = k_attention(NULL, &c->a, &c->kv, 0);
-    return e ? e : k_attn_combine(NULL, c->out, &c->a);
+    return e ? e : k_attn_combine(NULL, c->out, KT_F32, &c->a);
 }
 
 /* rows decode rows (one sequence each) at context ctx, or one prefill of rows tokens. */
@@ -182,8 +182,8 @@ typedef struct small_ctx {
 static int run_small(void *p)
 {
     small_ctx *s = p;
-    if (s->which == 0) return k_rmsnorm(NULL, s->a, s->b, s->c, s->w, NULL, s->rows, s->n, 1e-5f);
-    return k_swiglu(NULL, s->a, s->b, s->rows, s->n);
+    if (s->which == 0) return k_rmsnorm(NULL, s->a, KT_F32, s->b, s->c, s->w, NULL, s->rows, s->n, 1e-5f);
+    return k_swiglu(NULL, s->a, KT_F32, s->b, s->rows, s->n);
 }
 
 int main(int argc, char **argv)

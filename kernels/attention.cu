@@ -45,7 +45,9 @@ template <int KT> __device__ __forceinline__ void unpack16(uint4 u, float *f)
     }
 }
 
-template <int KT, int HD32>
+/* QPW: queries per warp the block is built for: AT_QPW in general, 1 for decode tiles of at
+** most AT_WARPS queries (a third of the registers, so several times the blocks per SM). */
+template <int KT, int HD32, int QPW>
 __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geom kv, int layer)
 {
     PDL_ENTRY();
@@ -56,7 +58,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
     const int G = a.n_heads / a.n_kv_heads, hd = a.head_dim, nq = nr * G;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *Q = sm;                          /* (nq, hd), pre-scaled */
-    float *K = Q + AT_MAXQ * hd;            /* (AT_KEYS, hd + 1) */
+    float *K = Q + QPW * AT_WARPS * hd;     /* (AT_KEYS, hd + 1) */
     float *V = K + AT_KEYS * (hd + 1);      /* (AT_KEYS, hd) */
     const int qd = a.n_heads * hd;
     for (int t = threadIdx.x; t < nq * hd; t += blockDim.x) {
@@ -70,10 +72,10 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
     const size_t layer_stride = (size_t)kv.block_tokens * (size_t)kv.kvd; /* K or V of one layer */
 
     const int nqw = (nq - warp + AT_WARPS - 1) / AT_WARPS; /* queries warp, warp + 4, ... below nq */
-    float m[AT_QPW], l[AT_QPW], acc[AT_QPW][HD32];
-    int qpos[AT_QPW];
+    float m[QPW], l[QPW], acc[QPW][HD32];
+    int qpos[QPW];
 #pragma unroll
-    for (int i = 0; i < AT_QPW; i++) {
+    for (int i = 0; i < QPW; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
         int q = warp + AT_WARPS * i;
@@ -134,23 +136,23 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
         }
         __syncthreads();
         /* Scores: lane = position c0 + lane, every query of this warp at once (one pass over
-        ** the key row, AT_QPW accumulators). Loops over positions and dims stay rolled: an
+        ** the key row, QPW accumulators). Loops over positions and dims stay rolled: an
         ** unrolled body for every query overflowed the instruction cache (a 10x slowdown). */
         const int p = c0 + lane;
-        float sc[AT_QPW];
+        float sc[QPW];
 #pragma unroll
-        for (int i = 0; i < AT_QPW; i++) sc[i] = 0.0f;
+        for (int i = 0; i < QPW; i++) sc[i] = 0.0f;
         const float *kr = K + lane * (hd + 1);
 #pragma unroll 2
         for (int d = 0; d < hd; d++) {
             float kd = kr[d];
 #pragma unroll
-            for (int i = 0; i < AT_QPW; i++)
+            for (int i = 0; i < QPW; i++)
                 if (i < nqw) sc[i] += Q[(warp + AT_WARPS * i) * hd + d] * kd;
         }
-        float pj[AT_QPW];
+        float pj[QPW];
 #pragma unroll
-        for (int i = 0; i < AT_QPW; i++) {
+        for (int i = 0; i < QPW; i++) {
             pj[i] = 0.0f;
             if (i >= nqw) continue; /* warp-uniform */
             float s = p < p1 && p <= qpos[i] ? sc[i] : -INFINITY;
@@ -171,7 +173,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
 #pragma unroll
             for (int jd = 0; jd < HD32; jd++) v[jd] = lane + 32 * jd < hd ? V[j * hd + lane + 32 * jd] : 0.0f;
 #pragma unroll
-            for (int i = 0; i < AT_QPW; i++) {
+            for (int i = 0; i < QPW; i++) {
                 if (i >= nqw) break;
                 float pb = __shfl_sync(0xffffffffu, pj[i], j);
 #pragma unroll
@@ -181,7 +183,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_kernel(attn_desc a, kv_geo
     }
     /* partial results of this split, for every query of the block */
 #pragma unroll
-    for (int i = 0; i < AT_QPW; i++) {
+    for (int i = 0; i < QPW; i++) {
         int q = warp + AT_WARPS * i;
         if (q >= nq) break;
         int rr = q / G, head = kvh * G + q % G;
@@ -203,7 +205,13 @@ template <int KT> static int launch_kt(cudaStream_t s, const attn_desc *a, const
     dim3 grid((unsigned)a->n_tiles, (unsigned)a->n_kv_heads, (unsigned)a->n_splits);
     int hd = a->head_dim;
     size_t smem = (size_t)(AT_MAXQ * hd + AT_KEYS * (hd + 1) + AT_KEYS * hd) * sizeof(float);
-#define AT_LAUNCH(H) launch_pdl(attn_kernel<KT, H>, grid, AT_WARPS * 32, smem, s, *a, *kv, layer)
+#define AT_LAUNCH(H)                                                                                  \
+    do {                                                                                              \
+        if (small) launch_pdl(attn_kernel<KT, H, 1>, grid, AT_WARPS * 32, smem, s, *a, *kv, layer);      \
+        else launch_pdl(attn_kernel<KT, H, AT_QPW>, grid, AT_WARPS * 32, smem, s, *a, *kv, layer);       \
+    } while (0)
+    const bool small = a->tile_rows * (a->n_heads / a->n_kv_heads) <= AT_WARPS;
+    if (small) smem -= (size_t)(AT_MAXQ - AT_WARPS) * hd * sizeof(float); /* Q holds 4 queries */
     if (hd <= 32) AT_LAUNCH(1);
     else if (hd <= 64) AT_LAUNCH(2);
     else if (hd <= 128) AT_LAUNCH(4);
@@ -216,14 +224,19 @@ template <int KT> static int launch_kt(cudaStream_t s, const attn_desc *a, const
 /* Shared memory of a block at head_dim 256, the largest supported. */
 #define AT_SMEM_MAX ((AT_MAXQ * 256 + AT_KEYS * 257 + AT_KEYS * 256) * sizeof(float))
 
-template <int KT> static int attr_kt(void)
+template <int KT, int Q> static int attr_q(void)
 {
     int e = 0;
-    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
-    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
-    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
-    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
+    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 1, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
+    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 2, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
+    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 4, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
+    e |= (int)cudaFuncSetAttribute(attn_kernel<KT, 8, Q>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AT_SMEM_MAX);
     return e;
+}
+
+template <int KT> static int attr_kt(void)
+{
+    return attr_q<KT, 1>() | attr_q<KT, AT_QPW>();
 }
 
 extern "C" int k_attn_init(void)
@@ -248,7 +261,7 @@ extern "C" int k_attention(void *stream, const attn_desc *a, const kv_geom *kv, 
 }
 
 /* One block per (row, head): merge the splits' (m, l, o) into softmax . v. */
-__global__ void combine_kernel(float *out, attn_desc a)
+__global__ void combine_kernel(void *out, int out_type, attn_desc a)
 {
     PDL_ENTRY();
     int row = blockIdx.x, head = blockIdx.y, hd = a.head_dim;
@@ -269,15 +282,15 @@ __global__ void combine_kernel(float *out, attn_desc a)
             }
             o /= L;
         }
-        out[(size_t)row * a.n_heads * hd + (size_t)head * hd + d] = o;
+        st_elem(out, (size_t)row * a.n_heads * hd + (size_t)head * hd + d, out_type, o);
     }
 }
 
-extern "C" int k_attn_combine(void *stream, float *out, const attn_desc *a)
+extern "C" int k_attn_combine(void *stream, void *out, int out_type, const attn_desc *a)
 {
     if (a->rows <= 0) return 0;
     dim3 grid((unsigned)a->rows, (unsigned)a->n_heads);
     int threads = a->head_dim >= 128 ? 128 : ((a->head_dim + 31) / 32) * 32;
-    launch_pdl(combine_kernel, grid, threads, 0, S(stream), out, *a);
+    launch_pdl(combine_kernel, grid, threads, 0, S(stream), out, out_type, *a);
     return LAUNCHED();
 }

@@ -35,8 +35,9 @@ typedef struct kmat {
 int k_embed(void *stream, float *out, const kmat *table, const int32_t *tokens, int rows);
 
 /* Fused residual add + RMSNorm over rows of n: if add != NULL, x += add (in place);
-** then out[r] = x[idx ? idx[r] : r] / rms * w. out may not alias x. */
-int k_rmsnorm(void *stream, float *out, float *x, const float *add, const float *w, const int32_t *idx,
+** then out[r] = x[idx ? idx[r] : r] / rms * w, stored as out_type (KT_F32, KT_F16 or KT_BF16:
+** the cuBLAS path's input type, so no conversion kernel runs). out may not alias x. */
+int k_rmsnorm(void *stream, void *out, int out_type, float *x, const float *add, const float *w, const int32_t *idx,
               int rows, int n, float eps);
 
 /* The attention input stage. qkv: (rows, qd + 2*kvd) fp32 straight from the fused QKV matmul.
@@ -74,14 +75,15 @@ typedef struct attn_desc {
     float scale;            /* 1 / sqrt(head_dim) */
 } attn_desc;
 int k_attention(void *stream, const attn_desc *a, const kv_geom *kv, int layer);
-int k_attn_combine(void *stream, float *out, const attn_desc *a);
+int k_attn_combine(void *stream, void *out, int out_type, const attn_desc *a);
 /* Largest query rows per tile the attention kernel takes for a group size (n_heads / n_kv_heads). */
 int k_attn_tile_rows(int group);
 /* Raise the attention kernels' shared-memory limit (once per process, before any capture). */
 int k_attn_init(void);
 
-/* h[r][i] = silu(gu[r][i]) * gu[r][H + i] for i < H (gu: the fused gate|up product). */
-int k_swiglu(void *stream, float *h, const float *gu, int rows, int H);
+/* h[r][i] = silu(gu[r][i]) * gu[r][H + i] for i < H (gu: the fused gate|up product), stored as
+** out_type. */
+int k_swiglu(void *stream, void *h, int out_type, const float *gu, int rows, int H);
 
 /* Matrix-vector products for m <= K_GEMV_MAX_ROWS rows: y (m, n) = x (m, k) . W^T, fp32
 ** activations and accumulation, any dense or quantized W (for quantized W, xq holds x as

@@ -4,7 +4,7 @@
 */
 #include "common.cuh"
 
-__global__ void rmsnorm_kernel(float *out, float *x, const float *add, const float *w, const int32_t *idx, int n,
+__global__ void rmsnorm_kernel(void *out, int out_type, float *x, const float *add, const float *w, const int32_t *idx, int n,
                                float eps)
 {
     PDL_ENTRY();
@@ -24,15 +24,14 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *add, const flo
     }
     ss = block_sum(ss, sh);
     float inv = rsqrtf(ss / (float)n + eps);
-    float *o = out + (size_t)r * (size_t)n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * inv * w[i];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) st_elem(out, (size_t)r * (size_t)n + (size_t)i, out_type, xr[i] * inv * w[i]);
 }
 
-extern "C" int k_rmsnorm(void *stream, float *out, float *x, const float *add, const float *w, const int32_t *idx,
+extern "C" int k_rmsnorm(void *stream, void *out, int out_type, float *x, const float *add, const float *w, const int32_t *idx,
                          int rows, int n, float eps)
 {
     if (rows <= 0) return 0;
     int threads = n >= 1024 ? 1024 : ((n + 31) / 32) * 32;
-    launch_pdl(rmsnorm_kernel, rows, threads, 0, S(stream), out, x, add, w, idx, n, eps);
+    launch_pdl(rmsnorm_kernel, rows, threads, 0, S(stream), out, out_type, x, add, w, idx, n, eps);
     return LAUNCHED();
 }

@@ -4,24 +4,24 @@
 */
 #include "common.cuh"
 
-__global__ void swiglu_kernel(float *h, const float *gu, int rows, int H)
+__global__ void swiglu_kernel(void *h, int out_type, const float *gu, int rows, int H)
 {
     PDL_ENTRY();
     size_t n = (size_t)rows * (size_t)H;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t r = t / (size_t)H, i = t % (size_t)H;
         float g = gu[r * 2 * (size_t)H + i], u = gu[r * 2 * (size_t)H + (size_t)H + i];
-        h[t] = g * (1.0f / (1.0f + expf(-g))) * u;
+        st_elem(h, t, out_type, g * (1.0f / (1.0f + expf(-g))) * u);
     }
 }
 
-extern "C" int k_swiglu(void *stream, float *h, const float *gu, int rows, int H)
+extern "C" int k_swiglu(void *stream, void *h, int out_type, const float *gu, int rows, int H)
 {
     if (rows <= 0) return 0;
     size_t n = (size_t)rows * (size_t)H;
     int blocks = (int)((n + 255) / 256);
     if (blocks > 4096) blocks = 4096;
-    launch_pdl(swiglu_kernel, blocks, 256, 0, S(stream), h, gu, rows, H);
+    launch_pdl(swiglu_kernel, blocks, 256, 0, S(stream), h, out_type, gu, rows, H);
     return LAUNCHED();
 }
 

@@ -117,7 +117,7 @@ static void test_rmsnorm(void **state)
     float *dx = dup_dev(x, sizeof(float) * (size_t)(rows * n)), *da = dup_dev(a, sizeof(float) * (size_t)(rows * n));
     float *dw = dup_dev(w, sizeof(float) * (size_t)n), *dout = poisoned(sizeof(float) * (size_t)(rows * n));
     int32_t *didx = dup_dev(idx, sizeof idx);
-    CK(k_rmsnorm(NULL, dout, dx, da, dw, didx, 3, n, 1e-5f));
+    CK(k_rmsnorm(NULL, dout, KT_F32, dx, da, dw, didx, 3, n, 1e-5f));
     float *got = to_host(dout, (size_t)(3 * n)), *gx = to_host(dx, (size_t)(rows * n));
     double *ref = malloc(sizeof(double) * (size_t)(3 * n));
     for (int r = 0; r < 3; r++) {
@@ -144,7 +144,7 @@ static void test_swiglu_argmax(void **state)
     float *gu = malloc(sizeof(float) * (size_t)(rows * 2 * H));
     for (int i = 0; i < rows * 2 * H; i++) gu[i] = frand() * 4;
     float *dgu = dup_dev(gu, sizeof(float) * (size_t)(rows * 2 * H)), *dh = poisoned(sizeof(float) * (size_t)(rows * H));
-    CK(k_swiglu(NULL, dh, dgu, rows, H));
+    CK(k_swiglu(NULL, dh, KT_F32, dgu, rows, H));
     float *got = to_host(dh, (size_t)(rows * H));
     double *ref = malloc(sizeof(double) * (size_t)(rows * H));
     for (int r = 0; r < rows; r++)
@@ -435,7 +435,7 @@ static void check_attention(int kv_type, int n_heads, int n_kv, int hd, int spli
                      .split_len = split_len, .n_heads = n_heads, .n_kv_heads = n_kv, .head_dim = hd,
                      .scale = 1.0f / sqrtf((float)hd) };
     CK(k_attention(NULL, &ad, &kv, layer));
-    CK(k_attn_combine(NULL, dout, &ad));
+    CK(k_attn_combine(NULL, dout, KT_F32, &ad));
     float *out = to_host(dout, (size_t)(rows * qd));
     double *ref = calloc((size_t)(rows * qd), sizeof(double));
     for (int r = 0; r < rows; r++) {

@@ -92,9 +92,14 @@ typedef struct cuda_model {
 infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes);
 infer_status cuda_model_kv(backend *be, infer_model *m);
 void cuda_model_free(backend *be, infer_model *m);
-/* y (m, n) = x (m, w->k) . W^T on the backend's stream, with the k_gemv fusions: norm =
-** RMSNorm x rows first, pair = silu(gate) * up (n = w->n / 2), accumulate = y += result. */
+/* y (m, n) = x (m, w->k) . W^T on the backend's stream, with the k_gemv fusions: norm = RMSNorm
+** x rows first, MM_PAIR = silu(gate) * up (n = w->n / 2), MM_ACC = y += result. On the cuBLAS
+** path (cu_uses_blas) the input is cm->xc in the model's 16-bit type: MM_XC = the producer
+** already wrote it there (x unused); MM_OUT_XC = a pair product leaves its result there, for a
+** cuBLAS consumer (y unused). */
+enum { MM_PAIR = 1, MM_ACC = 2, MM_XC = 4, MM_OUT_XC = 8 };
+int cu_uses_blas(const cuda_be *c, const kmat *w, int m);
 infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m, const float *norm,
-                       int pair, int accumulate);
+                       int flags);
 
 #endif
