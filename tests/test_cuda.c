@@ -571,6 +571,79 @@ static void test_f16_model(void **state)
     assert_true(same >= 1); /* the first token of each prompt is expected to agree */
 }
 
+/* Logits of every position of a 100-token prompt on a 16-bit model, so the prompt's attention
+** goes through cuBLAS (chunks of 64+ rows): against the CPU, and against the paged kernel. */
+static float *prompt_logits(infer_backend be, int *n_pos, int *vocab)
+{
+    infer_session_params sp;
+    infer_session_params_init(&sp);
+    sp.threading = INFER_THREADING_CALLER;
+    sp.backend = be;
+    infer_session *s;
+    assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
+    assert_int_equal(infer_model_load(s, "m", NULL, shared_path("models/llama-2-tiny-random.gguf"), NULL), INFER_OK);
+    char prompt[2048] = "";
+    for (int i = 0; i < 24; i++) strcat(prompt, i % 3 ? "the quick brown fox " : "jumps over lazy dogs ");
+    infer_request rq;
+    infer_request_init(&rq);
+    rq.model = "m";
+    rq.prompt = prompt;
+    rq.max_tokens = 1;
+    rq.want_logits = 1;
+    infer_request_id id;
+    assert_int_equal(infer_submit(s, &rq, &id), INFER_OK);
+    float *all = NULL;
+    int done = 0;
+    *n_pos = 0;
+    while (!done) {
+        infer_event ev[32];
+        int k = infer_poll(s, ev, 32, 10000);
+        assert_true(k > 0);
+        for (int i = 0; i < k; i++) {
+            if (ev[i].type == INFER_EVENT_LOGITS) {
+                *vocab = ev[i].n_logits;
+                all = realloc(all, sizeof(float) * (size_t)(*n_pos + 1) * (size_t)*vocab);
+                memcpy(all + (size_t)*n_pos * (size_t)*vocab, ev[i].logits, sizeof(float) * (size_t)*vocab);
+                (*n_pos)++;
+            }
+            if (ev[i].type == INFER_EVENT_DONE) done = 1;
+        }
+    }
+    infer_session_destroy(s);
+    return all;
+}
+
+static double logits_rel(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+static void test_prefill_gemm(void **state)
+{
+    NEED_GPU();
+    int np_g, np_c, np_p, v;
+    float *g = prompt_logits(INFER_BACKEND_CUDA, &np_g, &v);
+    float *c = prompt_logits(INFER_BACKEND_CPU, &np_c, &v);
+    setenv("INFER_CUDA_PREFILL_GEMM", "0", 1);
+    float *p = prompt_logits(INFER_BACKEND_CUDA, &np_p, &v);
+    unsetenv("INFER_CUDA_PREFILL_GEMM");
+    assert_true(np_g >= 64);
+    assert_int_equal(np_g, np_c);
+    assert_int_equal(np_g, np_p);
+    size_t n = (size_t)np_g * (size_t)v;
+    double e_cpu = logits_rel(g, c, n), e_paged = logits_rel(g, p, n), e_paged_cpu = logits_rel(p, c, n);
+    printf("    %d-position prompt, f16 model: cuBLAS attention vs CPU rel %.2e, vs paged kernel %.2e (paged vs CPU "
+           "%.2e; bound 1e-2)\n", np_g, e_cpu, e_paged, e_paged_cpu);
+    assert_true(e_cpu <= 1e-2);
+    assert_true(e_paged <= 1e-2);
+    free(g); free(c); free(p);
+}
+
 static void test_errors(void **state)
 {
     NEED_GPU();
@@ -603,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_gemv),        cmocka_unit_test(test_embed_dequant),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_golden_gpu),
         cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_f16_model),
+        cmocka_unit_test(test_prefill_gemm),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);

@@ -203,6 +203,8 @@ static infer_status run_layers(cuda_be *c, cuda_model *cm, const infer_model *m,
         KL(k_attention(c->stream, &ad, &cm->kv, l));
         int o_blas = cu_uses_blas(c, &L->wo, T), d_blas = cu_uses_blas(c, &L->w2, T);
         KL(o_blas ? k_attn_combine(c->stream, cm->xc, cm->cdt, &ad) : k_attn_combine(c->stream, cm->att, KT_F32, &ad));
+        for (int i = 0; i < cm->n_segs; i++) /* long prompt chunks (their rows had no tiles) */
+            if ((st = cuda_prefill_attention(c, cm, m, &cm->segs[i], p->bt, l))) return st;
         if ((st = cu_matmul(c, cm, cm->x, cm->att, &L->wo, T, NULL, MM_ACC | (o_blas ? MM_XC : 0)))) return st;
         if ((st = cu_matmul(c, cm, cm->h, cm->x, &L->wgu, T, L->ffn_norm, MM_PAIR | (d_blas ? MM_OUT_XC : 0))))
             return st;
@@ -287,7 +289,8 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
     /* Pack the metadata. */
     step_ptrs hp = meta_ptrs(cm->hmeta, R);
     int n_tiles = 0, tile_rows = use_graph ? 1 : k_attn_tile_rows(m->hp.n_heads / m->hp.n_kv_heads);
-    int32_t n_bt = 0, seq = -1, j = 0;
+    int32_t n_bt = 0, seq = -1, j = 0, skip_to = -1;
+    cm->n_segs = 0;
     for (int r = 0; r < n; r++) {
         int32_t pos = b->pos[r];
         const kv_seq *t = b->tables[r];
@@ -300,6 +303,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         }
         int new_seq = r == 0 || t != b->tables[r - 1];
         if (new_seq) {
+            skip_to = -1;
             seq++;
             /* the whole table up to the sequence's last row of this step */
             int last = r;
@@ -309,8 +313,14 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
                 return infer_err(INFER_EINTERNAL, "step metadata over its buffer");
             hp.bt_off[seq] = n_bt;
             memcpy(hp.bt + n_bt, t->blocks, (size_t)need * sizeof(int32_t));
+            /* a long chunk: attention through cuBLAS, no tiles for its rows */
+            if (!use_graph && cm->n_segs < CUDA_MAX_SEGS && cuda_prefill_eligible(cm, last - r + 1, b->pos[last] + 1)) {
+                cm->segs[cm->n_segs++] = (pf_seg){ r, last - r + 1, b->pos[r], n_bt };
+                skip_to = last;
+            }
             n_bt += need;
         }
+        if (r <= skip_to) continue;
         if (new_seq || hp.tiles[3 * (n_tiles - 1) + 1] == tile_rows) {
             hp.tiles[3 * n_tiles] = r;
             hp.tiles[3 * n_tiles + 1] = 0;

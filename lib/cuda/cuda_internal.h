@@ -53,6 +53,14 @@ typedef struct dlayer {
     float *bqkv;             /* (qd + 2 kvd) or NULL */
 } dlayer;
 
+/* A prompt chunk whose attention goes through cuBLAS (prefill_cuda.c). */
+typedef struct pf_seg {
+    int row0, n;      /* its rows in the step */
+    int pos0;         /* position of its first row */
+    int bt_off;       /* its block table in the step's tables */
+} pf_seg;
+#define CUDA_MAX_SEGS 64
+
 typedef struct graph_ent {
     int rows, ctx;
     cudaGraphExec_t exec;
@@ -84,6 +92,10 @@ typedef struct cuda_model {
     uint8_t *hfull;          /* per logit row: copy the full row to the host */
     float *hlogits;          /* (max_rows, vocab) host rows for the sampler (grown on demand) */
     size_t hlogits_rows;
+    void *pf_kc, *pf_vc, *pf_q, *pf_p; /* prefill attention scratch (NULL for f32 models) */
+    float *pf_s;
+    pf_seg segs[CUDA_MAX_SEGS];        /* this step's chunks on that path */
+    int n_segs;
     graph_ent graphs[CUDA_MAX_GRAPHS];
     int n_graphs;
     uint64_t steps, graph_steps;
@@ -99,6 +111,13 @@ void cuda_model_free(backend *be, infer_model *m);
 ** cuBLAS consumer (y unused). */
 enum { MM_PAIR = 1, MM_ACC = 2, MM_XC = 4, MM_OUT_XC = 8 };
 int cu_uses_blas(const cuda_be *c, const kmat *w, int m);
+int cuda_prefill_eligible(const cuda_model *cm, int rows, int ctx);
+infer_status cuda_prefill_alloc(cuda_model *cm, const infer_model *m, int max_rows);
+void cuda_prefill_free(cuda_model *cm);
+/* Attention of chunk sg for `layer` (q rows in cm->q; output into cm->xc); d_bt: the step's
+** block tables on the device. */
+infer_status cuda_prefill_attention(cuda_be *c, cuda_model *cm, const infer_model *m, const pf_seg *sg,
+                                    const int32_t *d_bt, int layer);
 infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m, const float *norm,
                        int flags);
 

@@ -336,6 +336,8 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         if ((e = cudaMalloc(&cm->wtmp, wt)) != cudaSuccess) return cu_fail(e, "cudaMalloc (dequantization scratch)");
         cm->work_bytes += wt;
     }
+    infer_status st = cuda_prefill_alloc(cm, m, c->max_rows);
+    if (st) return st;
     CU(cudaHostAlloc((void **)&cm->hmeta, cm->meta_cap * 4, cudaHostAllocDefault));
     CU(cudaHostAlloc((void **)&cm->hids, R * 4, cudaHostAllocDefault));
     cm->hfull = calloc(R, 1);
@@ -379,6 +381,7 @@ void cuda_model_free(backend *be, infer_model *m)
     void *dev[] = { cm->out_norm, cm->freqs, cm->kv.cache, cm->x, cm->xb, cm->qkv, cm->q, cm->att, cm->gu,
                     cm->h, cm->logits, cm->xc, cm->xq, cm->wtmp, cm->part_o, cm->part_ml, cm->dmeta, cm->ids, cm->amkeys };
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) cudaFree(dev[i]);
+    cuda_prefill_free(cm);
     cudaFreeHost(cm->hmeta);
     cudaFreeHost(cm->hids);
     free(cm->hfull);
