@@ -24,7 +24,10 @@ __global__ void rope_store_kernel(float *q_out, const float *qkv, const float *b
     }
     /* rotated pairs: n_heads of q then n_kv_heads of k */
     int n_pairs = (n_heads + n_kv_heads) * half;
-    for (int t = threadIdx.x; t < n_pairs; t += blockDim.x) {
+    /* blockIdx.y splits a row's pairs: a decode step has one row, and precise sinf/cosf per
+    ** pair made a single block the slowest small kernel of the layer (12 us on the 8B shape) */
+    int t0 = blockIdx.y * blockDim.x + threadIdx.x, tstride = gridDim.y * blockDim.x;
+    for (int t = t0; t < n_pairs; t += tstride) {
         int h = t / half, i = t % half;
         int j0 = neox ? i : 2 * i, j1 = neox ? i + half : 2 * i + 1;
         int c0 = h * hd + j0, c1 = h * hd + j1; /* columns in the qkv row (k heads follow q) */
@@ -44,7 +47,7 @@ __global__ void rope_store_kernel(float *q_out, const float *qkv, const float *b
         }
     }
     if (sl >= 0)
-        for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+        for (int i = t0; i < kvd; i += tstride) {
             float v = row[qd + kvd + i];
             if (bias) v += bias[qd + kvd + i];
             st_elem(kv.cache, vbase + (size_t)i, kv.kv_type, v);
@@ -56,7 +59,8 @@ extern "C" int k_rope_store(void *stream, float *q_out, const float *qkv, const 
                             int head_dim, const kv_geom *kv, int layer)
 {
     if (rows <= 0) return 0;
-    launch_pdl(rope_store_kernel, rows, 256, 0, S(stream), q_out, qkv, bias, pos, slot, freqs, neox, n_heads, n_kv_heads,
+    int pairs = (n_heads + n_kv_heads) * (head_dim / 2), per_row = (pairs + 255) / 256;
+    launch_pdl(rope_store_kernel, dim3((unsigned)rows, (unsigned)(per_row < 16 ? per_row : 16)), 256, 0, S(stream), q_out, qkv, bias, pos, slot, freqs, neox, n_heads, n_kv_heads,
                                                    head_dim, *kv, layer);
     return LAUNCHED();
 }
