@@ -124,6 +124,13 @@ int k_convert(void *stream, void *out, int out_type, const float *in, size_t n);
 size_t k_argmax_scratch(int rows);
 int k_argmax(void *stream, int32_t *ids, void *scratch, const float *logits, int rows, int n);
 
+/* Top-k sampling of the logit rows whose params (6 floats a row: mode 1 = sample, temperature,
+** top_k in 1..K_SAMPLE_MAX_K, top_p, min_p, u in [0, 1) drawn by the host) ask for it, with
+** sampler_sample's steps and arithmetic (lib/sampler.c); ids[r] of rows with mode 0 are left
+** as they are (run after k_argmax). */
+#define K_SAMPLE_MAX_K 64
+int k_sample_topk(void *stream, int32_t *ids, const float *logits, int rows, int n, const float *params);
+
 /* Read-only pass over n bytes (bandwidth checks): sums 16-byte words into *sink. */
 int k_read_sum(void *stream, const void *buf, size_t n, unsigned long long *sink);
 

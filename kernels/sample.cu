@@ -99,3 +99,155 @@ extern "C" int k_read_sum(void *stream, const void *buf, size_t n, unsigned long
     launch_pdl(read_sum_kernel, sms * 8, 512, 0, S(stream), (const uint4 *)buf, n / 16, sink);
     return LAUNCHED();
 }
+
+/* ---- top-k sampling on the device ---- */
+
+#define SK_LOCAL 8 /* candidates each thread keeps from its slice */
+
+/* The k best keys (value desc, index asc) of row, exactly, by k block-wide passes over global
+** memory: the slow path, for when a thread's slice held more than SK_LOCAL of them. */
+__device__ void topk_exact(const float *row, int n, int k, unsigned long long *sel, unsigned long long *sk)
+{
+    unsigned long long last = ~0ull;
+    for (int j = 0; j < k; j++) {
+        unsigned long long best = 0;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float v = row[i];
+            unsigned long long key = am_key(v != v ? -INFINITY : v, i);
+            if (key < last) best = key_max(best, key);
+        }
+        for (int o = 16; o > 0; o >>= 1) best = key_max(best, __shfl_xor_sync(0xffffffffu, best, o));
+        if ((threadIdx.x & 31) == 0) sk[threadIdx.x >> 5] = best;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            unsigned long long b = 0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) b = key_max(b, sk[w]);
+            sel[j] = b;
+        }
+        __syncthreads();
+        last = sel[j];
+        __syncthreads();
+    }
+}
+
+/* One block per logit row whose params say "sample" (sampler.c's order and arithmetic: top-k,
+** temperature, softmax, top-p, min-p, then the draw u the host took from the request's seeded
+** stream). ids[r] is left alone for the other rows (their argmax). params per row: mode
+** (0 = leave, 1 = sample), temperature, top_k (1..K_SAMPLE_MAX_K), top_p, min_p, u. */
+__global__ void sample_topk_kernel(int32_t *ids, const float *logits, int n, const float *params)
+{
+    PDL_ENTRY();
+    const float *p = params + (size_t)blockIdx.x * 6;
+    if (p[0] == 0.0f) return;
+    const float temp = p[1], top_p = p[3], min_p = p[4], u = p[5];
+    const int k = (int)p[2];
+    const float *row = logits + (size_t)blockIdx.x * (size_t)n;
+    __shared__ unsigned long long cand[256 * SK_LOCAL];
+    __shared__ unsigned long long sel[K_SAMPLE_MAX_K];
+    __shared__ unsigned long long sk[32];
+    __shared__ int exhausted;
+    /* 1. each thread's best SK_LOCAL keys of its slice, sorted descending */
+    unsigned long long loc[SK_LOCAL];
+#pragma unroll
+    for (int j = 0; j < SK_LOCAL; j++) loc[j] = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = row[i];
+        unsigned long long key = am_key(v != v ? -INFINITY : v, i);
+        if (key > loc[SK_LOCAL - 1]) {
+            loc[SK_LOCAL - 1] = key;
+#pragma unroll
+            for (int j = SK_LOCAL - 1; j > 0; j--)
+                if (loc[j] > loc[j - 1]) {
+                    unsigned long long t = loc[j];
+                    loc[j] = loc[j - 1];
+                    loc[j - 1] = t;
+                }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < SK_LOCAL; j++) cand[threadIdx.x * SK_LOCAL + j] = loc[j];
+    if (threadIdx.x == 0) exhausted = 0;
+    __syncthreads();
+    /* 2. the k best of the candidates, in order */
+    unsigned long long last = ~0ull;
+    for (int j = 0; j < k; j++) {
+        unsigned long long best = 0;
+#pragma unroll
+        for (int q = 0; q < SK_LOCAL; q++) {
+            unsigned long long key = cand[threadIdx.x * SK_LOCAL + q];
+            if (key < last) best = key_max(best, key);
+        }
+        for (int o = 16; o > 0; o >>= 1) best = key_max(best, __shfl_xor_sync(0xffffffffu, best, o));
+        if ((threadIdx.x & 31) == 0) sk[threadIdx.x >> 5] = best;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            unsigned long long b = 0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) b = key_max(b, sk[w]);
+            sel[j] = b;
+        }
+        __syncthreads();
+        last = sel[j];
+        /* a thread whose whole list was taken may hold more of the k below it: exact path */
+        if (last != 0 && last == cand[threadIdx.x * SK_LOCAL + SK_LOCAL - 1] && j < k - 1) exhausted = 1;
+        __syncthreads();
+    }
+    if (exhausted) topk_exact(row, n, k, sel, sk);
+    if (threadIdx.x != 0) return;
+    /* 3. the distribution over the k, as sampler_sample computes it */
+    int kk = k < n ? k : n;
+    float v[K_SAMPLE_MAX_K];
+    int id[K_SAMPLE_MAX_K];
+    for (int j = 0; j < kk; j++) {
+        id[j] = 0x7fffffff - (int)(unsigned)(sel[j] & 0xffffffffu);
+        float l = row[id[j]];
+        v[j] = l != l ? -INFINITY : l;
+    }
+    float mx = v[0];
+    if (mx == -INFINITY) {
+        ids[blockIdx.x] = id[0];
+        return;
+    }
+    double total = 0.0;
+    for (int j = 0; j < kk; j++) {
+        v[j] = expf(v[j] == mx ? 0.0f : (v[j] - mx) / temp);
+        total += v[j];
+    }
+    int m = kk;
+    if (top_p < 1.0f) {
+        double cum = 0.0, target = (double)top_p * total;
+        for (int j = 0; j < kk; j++) {
+            cum += v[j];
+            if (cum >= target) {
+                m = j + 1;
+                break;
+            }
+        }
+    }
+    if (min_p > 0.0f) {
+        int q = 0;
+        for (int j = 0; j < m; j++)
+            if (v[j] >= min_p) {
+                v[q] = v[j];
+                id[q++] = id[j];
+            }
+        m = q;
+    }
+    double sum = 0.0;
+    for (int j = 0; j < m; j++) sum += v[j];
+    double r = (double)u * sum, cum = 0.0;
+    int pick = id[0];
+    for (int j = 0; j < m; j++) {
+        if (v[j] <= 0.0f) continue;
+        cum += v[j];
+        pick = id[j];
+        if (r < cum) break;
+    }
+    ids[blockIdx.x] = pick;
+}
+
+extern "C" int k_sample_topk(void *stream, int32_t *ids, const float *logits, int rows, int n, const float *params)
+{
+    if (rows <= 0) return 0;
+    launch_pdl(sample_topk_kernel, (unsigned)rows, 256, 0, S(stream), ids, logits, n, params);
+    return LAUNCHED();
+}

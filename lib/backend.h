@@ -17,6 +17,9 @@
 typedef struct backend backend;
 struct infer_model;
 
+/* Largest top_k a device backend samples itself (larger ones: full logits to the host). */
+#define SAMPLE_DEVICE_MAX_K 64
+
 /* What a device forward step hands back, for the batch's b->n_logits logit rows in order. */
 typedef struct fwd_out {
     const float *logits;    /* (n_logits, vocab) host floats: rows with b->full_logits set are

@@ -18,7 +18,9 @@ infer_status batch_reserve(batch *b, int cap)
     if (w) b->want_logits = w;
     uint8_t *f = realloc(b->full_logits, (size_t)cap);
     if (f) b->full_logits = f;
-    if (!t || !p || !s || !w || !f) return infer_err(INFER_ENOMEM, "out of memory for a batch of %d tokens", cap);
+    float *d = realloc(b->dsamp, (size_t)cap * 6 * sizeof(float));
+    if (d) b->dsamp = d;
+    if (!t || !p || !s || !w || !f || !d) return infer_err(INFER_ENOMEM, "out of memory for a batch of %d tokens", cap);
     b->cap = cap;
     return INFER_OK;
 }
@@ -36,6 +38,7 @@ void batch_free(batch *b)
     free(b->tables);
     free(b->want_logits);
     free(b->full_logits);
+    free(b->dsamp);
     *b = (batch){0};
 }
 
@@ -47,5 +50,6 @@ void batch_add(batch *b, int32_t token, int32_t pos, const kv_seq *table, int wa
     b->tables[i] = table;
     b->want_logits[i] = (uint8_t)(want_logits != 0);
     b->full_logits[i] = (uint8_t)(want_logits != 0 && full_logits != 0);
+    b->dsamp[6 * (size_t)i] = 0.0f;
     b->n_logits += want_logits != 0;
 }

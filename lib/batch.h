@@ -18,6 +18,8 @@ typedef struct batch {
     uint8_t *full_logits;    /* (n) 1 = the host needs the whole row (sampling other than greedy,
                                 or the request wants logits); else a device backend may return
                                 only the row's argmax */
+    float *dsamp;            /* (n, 6) device sampling of a row (sampler_device_params), mode 0 =
+                                none: the row's token is then its argmax or the host's draw */
     int n_logits;            /* rows with want_logits, in row order, in the output */
 } batch;
 

@@ -297,6 +297,19 @@ int sampler_is_greedy(const sampler *s)
     return s->p.temperature <= 0.0f && !s->count;
 }
 
+int sampler_device_params(sampler *s, int max_k, float p[6])
+{
+    if (!(s->p.temperature > 0.0f) || s->count || s->p.top_k < 1 || s->p.top_k > max_k || s->p.top_k >= s->n_vocab)
+        return 0;
+    p[0] = 1.0f;
+    p[1] = s->p.temperature;
+    p[2] = (float)s->p.top_k;
+    p[3] = s->p.top_p;
+    p[4] = s->p.min_p;
+    p[5] = rng_float(&s->rng); /* the one draw of this step, as in sampler_sample */
+    return 1;
+}
+
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history)
 {
     apply_penalties(s, logits, history, n_history);

@@ -34,6 +34,12 @@ void sampler_free(sampler *s);
 ** device backend may pick it where the logits are. */
 int sampler_is_greedy(const sampler *s);
 
+/* For a backend that samples on the device (kernels/sample.cu: top-k up to max_k): when this
+** sampler's choice is a top-k draw without penalties (temperature > 0, 1 <= top_k <= max_k),
+** fill p = {1, temperature, top_k, top_p, min_p, u}, drawing u from the request's stream as
+** sampler_sample would, and return 1; else return 0 and draw nothing. */
+int sampler_device_params(sampler *s, int max_k, float p[6]);
+
 /* Choose the next token. `logits` (n_vocab) may be modified. `history` holds the
 ** sequence so far (prompt + generated), used by the penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);

@@ -224,8 +224,14 @@ static void add_rows(infer_session *s, seq *q, int chunk)
     int completes = q->n_computed + chunk == q->n_tokens;
     for (int j = 0; j < chunk; j++) {
         int pos = q->n_computed + j;
-        batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || (completes && j == chunk - 1),
-                  q->want_logits || !sampler_is_greedy(q->smp));
+        int samples = completes && j == chunk - 1, on_dev = 0;
+        float dp[6];
+        /* A device backend draws top-k samples itself: the request's draw is taken here. */
+        if (samples && !q->want_logits && q->model->dev && s->be->ops->forward)
+            on_dev = sampler_device_params(q->smp, SAMPLE_DEVICE_MAX_K, dp);
+        batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || samples,
+                  q->want_logits || (!on_dev && !sampler_is_greedy(q->smp)));
+        if (on_dev) memcpy(s->b.dsamp + 6 * (size_t)(s->b.n - 1), dp, sizeof dp);
         if (pos < q->n_prompt) s->step_prompt++;
     }
     s->step_seqs[s->n_step] = q;

@@ -489,7 +489,11 @@ static void test_golden_gpu(void **state)
                  "golden/stories260K.logits.txt", 1);
 }
 
-/* Generate greedily for n prompts, all submitted at once (batched) or one at a time. */
+/* Sampling settings of run_prompts' requests (top_k 0 = greedy). */
+static int g_top_k;
+static float g_temp, g_top_p = 1.0f;
+
+/* Generate for n prompts (greedy, or as g_*), all submitted at once (batched) or one at a time. */
 static void run_prompts(infer_backend be, const char *model, const char *tok, const char **prompts, int n, int batched,
                         int32_t out[][48], int max_tokens)
 {
@@ -510,7 +514,11 @@ static void run_prompts(infer_backend be, const char *model, const char *tok, co
         infer_request_init(&rq);
         rq.model = "m";
         rq.prompt = prompts[i];
-        rq.temperature = 0;
+        rq.temperature = g_top_k ? g_temp : 0.0f;
+        rq.top_k = g_top_k;
+        rq.top_p = g_top_p;
+        rq.min_p = 0.0f;
+        rq.seed = 1234 + (uint64_t)i;
         rq.max_tokens = max_tokens;
         rq.ignore_eos = 1;
         assert_int_equal(infer_submit(s, &rq, &ids[i]), INFER_OK);
@@ -553,6 +561,35 @@ static void test_batched_equals_alone(void **state)
         assert_memory_equal(alone[i], cpu[i], sizeof(int32_t) * 40);
     }
     printf("    16 prompts x 40 tokens: GPU batched == GPU alone == CPU\n");
+}
+
+/* Top-k sampling on the device (top_k <= 64) and on the host (larger top_k, full logits back)
+** against the CPU backend: the same seeded draws, so the same tokens. */
+static void test_sampling(void **state)
+{
+    NEED_GPU();
+    const char *prompts[4] = { "Once upon a time", "The cat", "Lily wanted", "One day" };
+    static int32_t g[4][48], c[4][48];
+    int ks[2] = { 40, 200 };
+    for (int t = 0; t < 2; t++) {
+        g_top_k = ks[t];
+        g_temp = 0.9f;
+        g_top_p = 0.95f;
+        run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 4, 1, g, 40);
+        run_prompts(INFER_BACKEND_CPU, "models/stories260K.bin", "models/tok512.bin", prompts, 4, 1, c, 40);
+        int same = 0, distinct = 0;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 40; j++) {
+                same += g[i][j] == c[i][j];
+                distinct += j > 0 && g[i][j] != g[i][j - 1];
+            }
+        printf("    top_k %d (%s), temperature 0.9, top_p 0.95: %d/160 sampled tokens equal to the CPU's\n", ks[t],
+               ks[t] <= 64 ? "drawn on the GPU" : "drawn on the host", same);
+        assert_int_equal(same, 160);
+        assert_true(distinct > 20); /* really sampled, not a constant */
+    }
+    g_top_k = 0;
+    g_top_p = 1.0f;
 }
 
 static void test_f16_model(void **state)
@@ -676,7 +713,7 @@ int main(void)
         cmocka_unit_test(test_gemv),        cmocka_unit_test(test_embed_dequant),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_golden_gpu),
         cmocka_unit_test(test_batched_equals_alone), cmocka_unit_test(test_f16_model),
-        cmocka_unit_test(test_prefill_gemm),
+        cmocka_unit_test(test_prefill_gemm), cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);

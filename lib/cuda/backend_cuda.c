@@ -153,7 +153,10 @@ infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, con
 /* Pointers into the device copy of the step's metadata for a step of capacity R rows. */
 typedef struct step_ptrs {
     int32_t *tokens, *pos, *slot, *lrow, *tiles, *bt_off, *bt;
+    float *samp; /* (R, 6) device sampling params of each logit row */
 } step_ptrs;
+
+_Static_assert(SAMPLE_DEVICE_MAX_K == K_SAMPLE_MAX_K, "the scheduler's and the kernel's top-k limits differ");
 
 static step_ptrs meta_ptrs(int32_t *base, int R)
 {
@@ -164,7 +167,8 @@ static step_ptrs meta_ptrs(int32_t *base, int R)
     p.lrow = base + 3 * (size_t)R;
     p.tiles = base + 4 * (size_t)R;
     p.bt_off = base + 7 * (size_t)R;
-    p.bt = base + 8 * (size_t)R;
+    p.samp = (float *)(base + 8 * (size_t)R);
+    p.bt = base + 14 * (size_t)R;
     return p;
 }
 
@@ -175,6 +179,7 @@ typedef struct step_shape {
     int n_tiles;
     int tile_rows;
     int n_splits, split_len;
+    int sample;      /* some logit row is sampled on the device (always in graphs) */
 } step_shape;
 
 /* Enqueue every kernel of a step (also what a graph captures). */
@@ -219,6 +224,7 @@ static infer_status run_layers(cuda_be *c, cuda_model *cm, const infer_model *m,
                 : k_rmsnorm(c->stream, cm->xb, KT_F32, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps));
         if ((st = cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl, NULL, blas ? MM_XC : 0))) return st;
         KL(k_argmax(c->stream, cm->ids + j0, cm->amkeys, cm->logits, nl, hp->vocab_size));
+        if (sh->sample) KL(k_sample_topk(c->stream, cm->ids + j0, cm->logits, nl, hp->vocab_size, p->samp + 6 * (size_t)j0));
         if (j0 + nl < n_lrows) {
             /* later chunks overwrite cm->logits: the host's rows of this chunk go now (never
             ** inside a graph: graphs cover at most logit_cap rows) */
@@ -284,7 +290,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         decode = 0;
     }
     int use_graph = decode && c->graphs;
-    step_shape sh = { .rows = R, .n_logits = use_graph ? R : nl };
+    step_shape sh = { .rows = R, .n_logits = use_graph ? R : nl, .sample = use_graph };
 
     /* Pack the metadata. */
     step_ptrs hp = meta_ptrs(cm->hmeta, R);
@@ -299,6 +305,8 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         hp.slot[r] = t->blocks[pos / pool->block_tokens] * pool->block_tokens + pos % pool->block_tokens;
         if (b->want_logits[r]) {
             hp.lrow[j] = r;
+            memcpy(hp.samp + 6 * (size_t)j, b->dsamp + 6 * (size_t)r, 6 * sizeof(float));
+            sh.sample |= b->dsamp[6 * (size_t)r] != 0.0f;
             cm->hfull[j++] = b->full_logits[r];
         }
         int new_seq = r == 0 || t != b->tables[r - 1];
@@ -309,7 +317,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
             int last = r;
             while (last + 1 < n && b->tables[last + 1] == t) last++;
             int32_t need = b->pos[last] / pool->block_tokens + 1;
-            if ((size_t)(8 * (size_t)R + (size_t)n_bt + (size_t)need) > cm->meta_cap)
+            if ((size_t)(14 * (size_t)R + (size_t)n_bt + (size_t)need) > cm->meta_cap)
                 return infer_err(INFER_EINTERNAL, "step metadata over its buffer");
             hp.bt_off[seq] = n_bt;
             memcpy(hp.bt + n_bt, t->blocks, (size_t)need * sizeof(int32_t));
@@ -334,6 +342,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         hp.pos[r] = 0;
         hp.slot[r] = -1;
         hp.lrow[r] = r;
+        hp.samp[6 * (size_t)r] = 0.0f;
         cm->hfull[r] = 0;
         hp.tiles[3 * r] = r;
         hp.tiles[3 * r + 1] = 0;
@@ -351,7 +360,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
 
     double t1 = c->profile ? now_ms() : 0;
     if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[0], c->stream));
-    size_t meta_n = 8 * (size_t)R + (size_t)n_bt;
+    size_t meta_n = 14 * (size_t)R + (size_t)n_bt;
     CU(cudaMemcpyAsync(cm->dmeta, cm->hmeta, meta_n * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
     step_ptrs dp = meta_ptrs(cm->dmeta, R);
 

@@ -297,7 +297,7 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
     cm->logit_cap = INFER_MIN(c->max_rows, INFER_MAX(16, bucket_up(c->max_seqs)));
     cm->part_slots = R * (size_t)hp->n_heads * 4;
     size_t max_blocks = (size_t)(hp->seq_len / p->block_tokens + 2);
-    cm->meta_cap = 8 * R + (size_t)c->max_seqs * max_blocks;
+    cm->meta_cap = 14 * R + (size_t)c->max_seqs * max_blocks;
     struct {
         void **p;
         size_t bytes;
