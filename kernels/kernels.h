@@ -29,6 +29,7 @@ typedef struct kmat {
     int64_t n, k;
     void *q;          /* dense: the elements; quantized: the quants */
     uint16_t *d;      /* quantized: (n, k/32) f16 scales; NULL for dense types */
+    void *wide;       /* quantized: a 16-bit copy for batched (cuBLAS) products, or NULL (host use) */
 } kmat;
 
 /* Embedding rows: out[r] = table[tokens[r]] as fp32 (r < rows). */

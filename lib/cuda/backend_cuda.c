@@ -102,7 +102,8 @@ static int gemv_rows_dense(const cuda_be *c)
 int cu_uses_blas(const cuda_be *c, const kmat *w, int m)
 {
     int quant = w->type == KT_Q8_0 || w->type == KT_Q4_0;
-    int lim = quant ? K_GEMV_MAX_ROWS : gemv_rows_dense(c);
+    /* int8 kernel up to 2 rows when a 16-bit copy is there for cuBLAS, else up to its limit */
+    int lim = quant ? (w->wide ? 2 : K_GEMV_MAX_ROWS) : gemv_rows_dense(c);
     return w->type != KT_F32 && m > lim;
 }
 
@@ -131,7 +132,9 @@ infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, con
     else if (!(flags & MM_XC)) KL(k_convert(c->stream, cm->xc, cm->cdt, x, (size_t)m * (size_t)w->k));
     float *out = pair ? cm->gu : y;
     const void *a = w->q;
-    if (quant) {
+    if (quant && w->wide) {
+        a = w->wide;
+    } else if (quant) {
         KL(k_dequant(c->stream, cm->wtmp, cm->cdt, w));
         a = cm->wtmp;
     }
