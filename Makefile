@@ -179,7 +179,7 @@ install: lib
 	install -m 755 $(BUILD)/libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/libinfer.so.0
 	ln -sf libinfer.so.0.1.0 $(DESTDIR)$(PREFIX)/lib/libinfer.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' infer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/infer.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@CUDA_LIBS@|$(CUDA_LIBS)|' infer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/infer.pc
 
 clean:
 	rm -rf build build-asan build-tsan
