@@ -18,8 +18,8 @@ if hdr is None:
 h = rows[hdr]; units = rows[hdr + 1]
 ki, ti = h.index("Kernel Name"), h.index("gpu__time_duration.sum")
 bi, pi = h.index("dram__bytes_read.sum"), h.index("gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed")
-tscale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(units[ti], 1.0)
-bscale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(units[bi], 1)
+tscale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}.get(units[ti], 1.0)
+bscale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}.get(units[bi], 1)
 agg = collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0])
 total = 0.0
 for r in rows[hdr + 2:]:
