@@ -2,11 +2,19 @@
 ** bench_util.h — helpers the decode benchmarks share: model shapes and what a decode step
 ** reads, synthetic llama2.c checkpoints and tokenizers of those shapes (so a benchmark needs
 ** no downloaded weights: the speed of an fp32 forward pass does not depend on the values),
-** finding ../shared, timing, and how much CPU other processes took during a measurement.
-** Header-only on purpose, like tests/test_util.h: each benchmark is one program.
+** finding ../shared, timing, how much CPU other processes took during a measurement, option
+** parsing, and the decode-window run of N concurrent greedy requests through <infer.h>.
+** Header-only on purpose, like tests/test_util.h: each benchmark is one program. Messages
+** start with PROG, which the including benchmark defines first.
 */
 #ifndef INFER_BENCH_UTIL_H
 #define INFER_BENCH_UTIL_H
+
+#ifndef PROG
+#error "define PROG (the benchmark's name, for messages) before including bench_util.h"
+#endif
+
+#include <infer.h>
 
 #include <errno.h>
 #include <sched.h>
@@ -233,6 +241,208 @@ static inline double bench_cpu_others(const bench_cpu_sample *a, const bench_cpu
     if (dt <= 0 || b->busy == 0) return 0;
     double other = (b->busy - a->busy) - (b->self - a->self) + (b->steal - a->steal);
     return other > 0 ? other / dt : 0;
+}
+
+/* -------------------------------------------------------------------------- options */
+
+static inline int bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, PROG ": %s needs an integer in [%d, %d], got '%s'\n", opt, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static inline int bench_parse_double(const char *opt, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, PROG ": %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* The JSON lines' stream: stdout when path is NULL or "-", else the file (NULL, with a message,
+** when it cannot be created). */
+static inline FILE *bench_open_json(const char *path)
+{
+    if (!path || !strcmp(path, "-")) return stdout;
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, PROG ": cannot write '%s': %s\n", path, strerror(errno));
+    return f;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------------ libinfer requests */
+
+#define BENCH_POLL_STALL_S 300.0 /* no event for this long: give up (a hung engine) */
+#define BENCH_EV_CAP 512         /* events taken per infer_poll */
+
+static inline int bench_fail_api(const char *what, infer_status st)
+{
+    fprintf(stderr, PROG ": %s failed: %s: %s\n", what, infer_status_str(st), infer_last_error(NULL));
+    return -1;
+}
+
+static inline int bench_get_stats(infer_session *s, infer_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->size = sizeof *st;
+    infer_status rc = infer_session_stats(s, st);
+    return rc ? bench_fail_api("infer_session_stats", rc) : 0;
+}
+
+/* What one run of N concurrent requests measured. The decode window runs from the poll that
+** returns the last of the N first tokens (prefill is over for all N) to the poll that returns
+** the last DONE; both ends are seen through the same poll wake-up, so its latency cancels. */
+typedef struct bench_decode_out {
+    double ttft_s;          /* first submit -> the start of the window */
+    double window_s;
+    long decode_tokens;     /* generated tokens in the window: each sequence's after its first */
+    double tok_s;           /* decode_tokens / window_s, aggregate over the N sequences */
+    double mean_ctx;        /* positions attended per sequence per step, averaged */
+    int first_prompt;       /* prompt tokens of the first request */
+    int prompt_mismatch;    /* prompt tokens of a request that had not the expected count; else 0 */
+    int64_t steps, preempted, sched_ns, forward_ns; /* engine counters over the run */
+    double others;          /* cores other processes took in the window (BENCH_DECODE_OTHERS) */
+} bench_decode_out;
+
+/* bench_decode_run flags. Sampling /proc/stat at the window's start costs a little time inside
+** the window, so only the benchmark that reports it asks for it. */
+#define BENCH_DECODE_OTHERS 1
+
+typedef struct bench_seq {
+    int first, prompt, generated;
+} bench_seq;
+
+/* N concurrent greedy requests (temperature 0, ignore_eos) to model "m" of `new_tokens` each,
+** request i with prompts[i % n_prompts], which should encode to `prompt_tokens`; submitted
+** together (waiting out INFER_EBUSY), then polled until all are done. 0, or -1 with a message. */
+static inline int bench_decode_run(infer_session *s, char *const *prompts, int n_prompts, int prompt_tokens,
+                                   int N, int new_tokens, int flags, bench_decode_out *r)
+{
+    bench_seq *q = calloc((size_t)N, sizeof *q);
+    infer_event *ev = malloc(BENCH_EV_CAP * sizeof *ev);
+    if (!q || !ev) {
+        free(q);
+        free(ev);
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
+    }
+    infer_stats st0, st1;
+    if (bench_get_stats(s, &st0)) goto fail;
+
+    double t_submit = bench_now_s();
+    for (int i = 0; i < N; i++) {
+        infer_request rq;
+        infer_request_init(&rq);
+        rq.model = "m";
+        rq.prompt = prompts[i % n_prompts];
+        rq.max_tokens = new_tokens;
+        rq.temperature = 0.0f;
+        rq.ignore_eos = 1;
+        rq.user_data = &q[i];
+        infer_request_id id;
+        infer_status rc;
+        while ((rc = infer_submit(s, &rq, &id)) == INFER_EBUSY) {
+            struct timespec ts = { 0, 1000000 };
+            nanosleep(&ts, NULL);
+        }
+        if (rc) {
+            bench_fail_api("infer_submit", rc);
+            goto fail;
+        }
+    }
+
+    int n_first = 0, n_done = 0;
+    long window_tokens = 0;
+    double t_first = 0, t_end = 0, t_last_ev = bench_now_s();
+    bench_cpu_sample c0, c1;
+    memset(&c0, 0, sizeof c0);
+    memset(&c1, 0, sizeof c1);
+    while (n_done < N) {
+        int n = infer_poll(s, ev, BENCH_EV_CAP, 1000);
+        double t = bench_now_s();
+        if (n < 0) {
+            bench_fail_api("infer_poll", (infer_status)n);
+            goto fail;
+        }
+        if (n == 0) {
+            if (t - t_last_ev > BENCH_POLL_STALL_S) {
+                fprintf(stderr, PROG ": no event for %.0f s (%d of %d requests done); giving up\n",
+                        BENCH_POLL_STALL_S, n_done, N);
+                goto fail;
+            }
+            continue;
+        }
+        t_last_ev = t;
+        for (int i = 0; i < n; i++) {
+            bench_seq *x = ev[i].user_data;
+            if (ev[i].type == INFER_EVENT_TOKEN) {
+                if (!x->first) {
+                    x->first = 1;
+                    if (++n_first == N) {
+                        t_first = t;
+                        if (flags & BENCH_DECODE_OTHERS) bench_cpu_sample_take(&c0);
+                    }
+                } else if (n_first == N) {
+                    window_tokens++;
+                }
+            } else if (ev[i].type == INFER_EVENT_DONE) {
+                if (ev[i].status != INFER_OK) {
+                    fprintf(stderr, PROG ": a request ended with %s after %d tokens: %s\n",
+                            infer_status_str(ev[i].status), (int)ev[i].n_generated, infer_last_error(NULL));
+                    goto fail;
+                }
+                x->prompt = ev[i].n_prompt_tokens;
+                x->generated = ev[i].n_generated;
+                if (++n_done == N) t_end = t;
+            }
+        }
+    }
+    if (flags & BENCH_DECODE_OTHERS) bench_cpu_sample_take(&c1);
+    if (bench_get_stats(s, &st1)) goto fail;
+
+    memset(r, 0, sizeof *r);
+    double sum_ctx = 0;
+    for (int i = 0; i < N; i++) {
+        if (q[i].generated != new_tokens)
+            fprintf(stderr, PROG ": warning: a request generated %d tokens, not %d\n", q[i].generated, new_tokens);
+        if (q[i].prompt != prompt_tokens) r->prompt_mismatch = q[i].prompt;
+        sum_ctx += q[i].prompt + q[i].generated / 2.0; /* mean of P+1 .. P+G-1 */
+    }
+    r->first_prompt = q[0].prompt;
+    r->mean_ctx = sum_ctx / N;
+    r->decode_tokens = window_tokens;
+    r->window_s = t_end - t_first;
+    r->ttft_s = t_first - t_submit;
+    r->tok_s = r->window_s > 0 ? (double)window_tokens / r->window_s : 0;
+    r->steps = st1.steps - st0.steps;
+    r->preempted = st1.preempted - st0.preempted;
+    r->sched_ns = st1.sched_ns - st0.sched_ns;
+    r->forward_ns = st1.forward_ns - st0.forward_ns;
+    r->others = flags & BENCH_DECODE_OTHERS ? bench_cpu_others(&c0, &c1) : 0;
+    free(q);
+    free(ev);
+    return 0;
+fail:
+    free(q);
+    free(ev);
+    return -1;
 }
 
 #endif

@@ -47,6 +47,8 @@
 ** Output: a table on stdout, then the goals of the issue with their outcome; one JSON line per
 ** case plus one for the bandwidth to stdout, or to the file given with -o (see --help).
 */
+#define PROG "cpu_decode" /* before bench_util.h: its messages start with it */
+
 #include <infer.h>
 
 #include "bench_util.h"
@@ -64,10 +66,8 @@
 #include <immintrin.h>
 #endif
 
-#define PROG "cpu_decode"
 #define MAX_SEQ_CASES 8
 #define MAX_PROMPTS 8
-#define POLL_STALL_S 300.0  /* no event for this long: give up (a hung engine) */
 
 /* seq_len is raised at run time when prompt + new tokens would not fit. */
 static const bench_shape k_shapes[] = {
@@ -292,7 +292,6 @@ typedef struct case_result {
     bench_shape sh;                 /* as run (seq_len may have been raised) */
     int n_seqs;
     int prompt_tokens;        /* of the first prompt (all are searched to the same count) */
-    double mean_prompt;       /* over the N sequences */
     int new_tokens;
     long decode_tokens;       /* generated tokens in the window */
     double window_s;          /* decode window (see the header comment) */
@@ -305,145 +304,36 @@ typedef struct case_result {
     double others;            /* cores busy with other processes during the window */
 } case_result;
 
-typedef struct seq_state {
-    int first, done;
-    int prompt, generated;
-} seq_state;
-
-static int fail_api(const char *what, infer_status st)
+/* N concurrent greedy requests of `new_tokens` with prompts of `prompt_tokens`; fills r (when
+** not NULL). A preemption fails a measured run: the KV pool is sized so that none happens. */
+static int run_case(infer_session *s, const bench_shape *sh, char *const *prompts, int n_prompts, int prompt_tokens,
+                    int N, int new_tokens, case_result *r)
 {
-    fprintf(stderr, PROG ": %s failed: %s: %s\n", what, infer_status_str(st), infer_last_error(NULL));
-    return -1;
-}
-
-static int get_stats(infer_session *s, infer_stats *st)
-{
-    memset(st, 0, sizeof *st);
-    st->size = sizeof *st;
-    infer_status rc = infer_session_stats(s, st);
-    return rc ? fail_api("infer_session_stats", rc) : 0;
-}
-
-/* N concurrent greedy requests of `new_tokens`; fills r (when not NULL). */
-static int run_case(infer_session *s, const bench_shape *sh, char *const *prompts, int n_prompts, int N,
-                    int new_tokens, case_result *r)
-{
-    seq_state *q = calloc((size_t)N, sizeof *q);
-    infer_event *ev = malloc(256 * sizeof *ev);
-    if (!q || !ev) {
-        free(q);
-        free(ev);
-        fprintf(stderr, PROG ": out of memory\n");
+    bench_decode_out d;
+    if (bench_decode_run(s, prompts, n_prompts, prompt_tokens, N, new_tokens, BENCH_DECODE_OTHERS, &d)) return -1;
+    if (!r) return 0;
+    memset(r, 0, sizeof *r);
+    r->sh = *sh;
+    r->n_seqs = N;
+    r->new_tokens = new_tokens;
+    r->prompt_tokens = d.first_prompt;
+    r->mean_ctx = d.mean_ctx;
+    r->decode_tokens = d.decode_tokens;
+    r->window_s = d.window_s;
+    r->ttft_s = d.ttft_s;
+    r->tok_s = d.tok_s;
+    r->steps_s = r->tok_s / N;
+    r->bytes_per_step = (double)bench_weight_bytes(sh) + N * (double)bench_kv_bytes_per_token(sh) * r->mean_ctx;
+    r->achieved = r->bytes_per_step * r->steps_s;
+    r->steps = d.steps;
+    r->preempted = d.preempted;
+    r->others = d.others;
+    if (r->preempted) {
+        fprintf(stderr, PROG ": %lld preemptions during the run: the KV pool was too small and the "
+                        "numbers include recomputation\n", (long long)r->preempted);
         return -1;
     }
-    infer_stats st0, st1;
-    if (get_stats(s, &st0)) goto fail;
-
-    double t_submit = bench_now_s();
-    for (int i = 0; i < N; i++) {
-        infer_request rq;
-        infer_request_init(&rq);
-        rq.model = "m";
-        rq.prompt = prompts[i % n_prompts];
-        rq.max_tokens = new_tokens;
-        rq.temperature = 0.0f;
-        rq.ignore_eos = 1;
-        rq.user_data = &q[i];
-        infer_request_id id;
-        infer_status rc = infer_submit(s, &rq, &id);
-        if (rc) {
-            fail_api("infer_submit", rc);
-            goto fail;
-        }
-    }
-
-    int n_first = 0, n_done = 0;
-    long window_tokens = 0;
-    double t_first = 0, t_end = 0, t_last_ev = bench_now_s();
-    bench_cpu_sample c0, c1;
-    memset(&c0, 0, sizeof c0);
-    while (n_done < N) {
-        int n = infer_poll(s, ev, 256, 1000);
-        double t = bench_now_s();
-        if (n < 0) {
-            fail_api("infer_poll", (infer_status)n);
-            goto fail;
-        }
-        if (n == 0) {
-            if (t - t_last_ev > POLL_STALL_S) {
-                fprintf(stderr, PROG ": no event for %.0f s (%d of %d requests done); giving up\n",
-                        POLL_STALL_S, n_done, N);
-                goto fail;
-            }
-            continue;
-        }
-        t_last_ev = t;
-        for (int i = 0; i < n; i++) {
-            seq_state *x = ev[i].user_data;
-            if (ev[i].type == INFER_EVENT_TOKEN) {
-                if (!x->first) {
-                    x->first = 1;
-                    if (++n_first == N) {
-                        t_first = t;
-                        bench_cpu_sample_take(&c0);
-                    }
-                } else if (n_first == N) {
-                    window_tokens++;
-                }
-            } else if (ev[i].type == INFER_EVENT_DONE) {
-                if (ev[i].status != INFER_OK) {
-                    fprintf(stderr, PROG ": a request ended with %s after %d tokens\n",
-                            infer_status_str(ev[i].status), (int)ev[i].n_generated);
-                    goto fail;
-                }
-                x->done = 1;
-                x->prompt = ev[i].n_prompt_tokens;
-                x->generated = ev[i].n_generated;
-                if (++n_done == N) t_end = t;
-            }
-        }
-    }
-    bench_cpu_sample_take(&c1);
-    if (get_stats(s, &st1)) goto fail;
-    if (r) {
-        memset(r, 0, sizeof *r);
-        r->sh = *sh;
-        r->n_seqs = N;
-        r->new_tokens = new_tokens;
-        r->prompt_tokens = q[0].prompt;
-        double sum_p = 0, sum_ctx = 0;
-        for (int i = 0; i < N; i++) {
-            if (q[i].generated != new_tokens)
-                fprintf(stderr, PROG ": warning: a request generated %d tokens, not %d\n", q[i].generated,
-                        new_tokens);
-            sum_p += q[i].prompt;
-            sum_ctx += q[i].prompt + q[i].generated / 2.0; /* mean of P+1 .. P+G-1 */
-        }
-        r->mean_prompt = sum_p / N;
-        r->mean_ctx = sum_ctx / N;
-        r->decode_tokens = window_tokens;
-        r->window_s = t_end - t_first;
-        r->ttft_s = t_first - t_submit;
-        r->tok_s = r->window_s > 0 ? (double)window_tokens / r->window_s : 0;
-        r->steps_s = r->tok_s / N;
-        r->bytes_per_step = (double)bench_weight_bytes(sh) + N * (double)bench_kv_bytes_per_token(sh) * r->mean_ctx;
-        r->achieved = r->bytes_per_step * r->steps_s;
-        r->steps = st1.steps - st0.steps;
-        r->preempted = st1.preempted - st0.preempted;
-        r->others = bench_cpu_others(&c0, &c1);
-        if (r->preempted) {
-            fprintf(stderr, PROG ": %lld preemptions during the run: the KV pool was too small and the "
-                            "numbers include recomputation\n", (long long)r->preempted);
-            goto fail;
-        }
-    }
-    free(q);
-    free(ev);
     return 0;
-fail:
-    free(q);
-    free(ev);
-    return -1;
 }
 
 /* Texts to cut into prompts; any that cannot give the target count is skipped. */
@@ -473,7 +363,7 @@ static char *find_prompt(infer_session *s, const char *text, int target)
             size_t cnt = 0;
             infer_status rc = infer_tokenize(s, "m", NULL, buf, 1, NULL, 0, &cnt);
             if (rc) {
-                fail_api("infer_tokenize", rc);
+                bench_fail_api("infer_tokenize", rc);
                 free(buf);
                 return NULL;
             }
@@ -530,7 +420,7 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
     infer_status rc = infer_session_create(&sp, &s);
     if (rc) {
         unlink(path);
-        return fail_api("infer_session_create", rc);
+        return bench_fail_api("infer_session_create", rc);
     }
     infer_model_params mp;
     infer_model_params_init(&mp);
@@ -539,7 +429,7 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
     /* The library has the file mapped (or failed): the name is no longer needed. */
     unlink(path);
     if (rc) {
-        fail_api("infer_model_load", rc);
+        bench_fail_api("infer_model_load", rc);
         infer_session_destroy(s);
         return -1;
     }
@@ -559,8 +449,8 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
 
     /* Warm-up: faults the weights in, starts the pools, runs the sgemm path once. */
     fprintf(stderr, "%s: warm-up...\n", sh.name);
-    if (run_case(s, &sh, prompts, n_prompts, 1, 8, NULL)) goto done;
-    if (max_n > 1 && run_case(s, &sh, prompts, n_prompts, max_n, 4, NULL)) goto done;
+    if (run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, 1, 8, NULL)) goto done;
+    if (max_n > 1 && run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, max_n, 4, NULL)) goto done;
 
     for (int i = 0; i < o->n_seqs; i++) {
         int N = o->seqs[i];
@@ -568,7 +458,7 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
         case_result *r = &res[*n_res];
         for (int k = 0; k < o->repeat; k++) {
             case_result one;
-            if (run_case(s, &sh, prompts, n_prompts, N, o->new_tokens, &one)) goto done;
+            if (run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, N, o->new_tokens, &one)) goto done;
             fprintf(stderr, "  %.1f tok/s (%.2f ms/step; other processes used %.2f cores)\n", one.tok_s,
                     1e3 / one.steps_s, one.others);
             if (k == 0 || one.tok_s > r->tok_s) *r = one;
@@ -705,19 +595,6 @@ static void usage(FILE *f)
             "Temporary files go to a mkdtemp() folder under $TMPDIR (default /tmp) and are removed.\n");
 }
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, PROG ": %s needs an integer in [%d, %d], got '%s'\n", opt, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -741,16 +618,16 @@ static int parse_args(int argc, char **argv, opts *o)
         } else if (!strcmp(a, "--caller")) {
             o->caller_mode = 1;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_int(a, v, 0, 1024, &o->threads)) return -1;
+            if (bench_parse_int(a, v, 0, 1024, &o->threads)) return -1;
             i++;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--new-tokens")) {
-            if (parse_int(a, v, 2, 1 << 16, &o->new_tokens)) return -1;
+            if (bench_parse_int(a, v, 2, 1 << 16, &o->new_tokens)) return -1;
             i++;
         } else if (!strcmp(a, "--repeat")) {
-            if (parse_int(a, v, 1, 100, &o->repeat)) return -1;
+            if (bench_parse_int(a, v, 1, 100, &o->repeat)) return -1;
             i++;
         } else if (!strcmp(a, "--prompt-tokens")) {
-            if (parse_int(a, v, 2, 64, &o->prompt_tokens)) return -1;
+            if (bench_parse_int(a, v, 2, 64, &o->prompt_tokens)) return -1;
             i++;
         } else if (!strcmp(a, "--tokenizer")) {
             if (!v) { fprintf(stderr, PROG ": --tokenizer needs a path\n"); return -1; }
@@ -780,7 +657,7 @@ static int parse_args(int argc, char **argv, opts *o)
             o->seqs[0] = 1;
             for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
                 int n;
-                if (parse_int("--seqs", tok, 1, 1024, &n)) return -1;
+                if (bench_parse_int("--seqs", tok, 1, 1024, &n)) return -1;
                 int dup = 0;
                 for (int k = 0; k < o->n_seqs; k++) dup |= o->seqs[k] == n;
                 if (dup) continue;
@@ -811,14 +688,8 @@ int main(int argc, char **argv)
     int threads = o.threads > 0 ? o.threads : bench_cpu_count();
     simd_level lvl = simd_detect();
 
-    FILE *js = stdout;
-    if (o.json_path && strcmp(o.json_path, "-") != 0) {
-        js = fopen(o.json_path, "w");
-        if (!js) {
-            fprintf(stderr, PROG ": cannot write '%s': %s\n", o.json_path, strerror(errno));
-            return 2;
-        }
-    }
+    FILE *js = bench_open_json(o.json_path);
+    if (!js) return 2;
 
     bw_set bw;
     memset(&bw, 0, sizeof bw);

@@ -52,6 +52,8 @@
 ** after the table) with: bench, label, case (decode|prefill), seqs, tok_s, step_ms,
 ** weight_bytes, kv_bytes (per step), achieved_GBps, and more (see print_json).
 */
+#define PROG "gpu_decode" /* before bench_util.h: its messages start with it */
+
 #include <infer.h>
 
 #include "bench_prompt.h"
@@ -71,11 +73,9 @@
 #define INFER_BACKEND_CUDA ((infer_backend)2)
 #endif
 
-#define PROG "gpu_decode"
 #define MAX_SEQ_CASES 12
 #define MAX_RUNS 32
 #define N_PROMPTS 4
-#define POLL_STALL_S 300.0 /* no event for this long: give up (a hung engine) */
 
 /* Llama shapes (hidden = FFN size); seq_len unused here. */
 typedef struct gpu_shape {
@@ -117,11 +117,6 @@ typedef struct case_result {
     int64_t steps, preempted;
     double sched_ms_step, fwd_ms_step; /* engine host time / forward time per step */
 } case_result;
-
-typedef struct seq_state {
-    int first, done;
-    int prompt, generated;
-} seq_state;
 
 /* ------------------------------------------------------------------------- model bytes */
 
@@ -175,136 +170,7 @@ static void progress(const char *fmt, ...)
     va_end(ap);
 }
 
-static int fail_api(const char *what, infer_status st)
-{
-    fprintf(stderr, PROG ": %s failed: %s: %s\n", what, infer_status_str(st), infer_last_error(NULL));
-    return -1;
-}
-
-static int get_stats(infer_session *s, infer_stats *st)
-{
-    memset(st, 0, sizeof *st);
-    st->size = sizeof *st;
-    infer_status rc = infer_session_stats(s, st);
-    return rc ? fail_api("infer_session_stats", rc) : 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* ------------------------------------------------------------------------------ runs */
-
-typedef struct run_out {
-    double tok_s, window_s, ttft_s, mean_ctx;
-    long decode_tokens;
-    int64_t steps, preempted, sched_ns, forward_ns;
-    int prompt_mismatch;
-} run_out;
-
-/* N concurrent greedy requests of `new_tokens` with prompts of `target` tokens. */
-static int run_decode(infer_session *s, char *const *prompts, int N, int target, int new_tokens, run_out *r)
-{
-    seq_state *q = calloc((size_t)N, sizeof *q);
-    infer_event *ev = malloc(512 * sizeof *ev);
-    if (!q || !ev) {
-        free(q);
-        free(ev);
-        fprintf(stderr, PROG ": out of memory\n");
-        return -1;
-    }
-    infer_stats st0, st1;
-    if (get_stats(s, &st0)) goto fail;
-    double t_submit = bench_now_s();
-    for (int i = 0; i < N; i++) {
-        infer_request rq;
-        infer_request_init(&rq);
-        rq.model = "m";
-        rq.prompt = prompts[i % N_PROMPTS];
-        rq.max_tokens = new_tokens;
-        rq.temperature = 0.0f;
-        rq.ignore_eos = 1;
-        rq.user_data = &q[i];
-        infer_request_id id;
-        infer_status rc;
-        while ((rc = infer_submit(s, &rq, &id)) == INFER_EBUSY) {
-            struct timespec ts = { 0, 1000000 };
-            nanosleep(&ts, NULL);
-        }
-        if (rc) {
-            fail_api("infer_submit", rc);
-            goto fail;
-        }
-    }
-    int n_first = 0, n_done = 0;
-    long window_tokens = 0;
-    double t_first = 0, t_end = 0, t_last_ev = bench_now_s();
-    while (n_done < N) {
-        int n = infer_poll(s, ev, 512, 1000);
-        double t = bench_now_s();
-        if (n < 0) {
-            fail_api("infer_poll", (infer_status)n);
-            goto fail;
-        }
-        if (n == 0) {
-            if (t - t_last_ev > POLL_STALL_S) {
-                fprintf(stderr, PROG ": no event for %.0f s (%d of %d requests done); giving up\n", POLL_STALL_S,
-                        n_done, N);
-                goto fail;
-            }
-            continue;
-        }
-        t_last_ev = t;
-        for (int i = 0; i < n; i++) {
-            seq_state *x = ev[i].user_data;
-            if (ev[i].type == INFER_EVENT_TOKEN) {
-                if (!x->first) {
-                    x->first = 1;
-                    if (++n_first == N) t_first = t;
-                } else if (n_first == N) {
-                    window_tokens++;
-                }
-            } else if (ev[i].type == INFER_EVENT_DONE) {
-                if (ev[i].status != INFER_OK) {
-                    fprintf(stderr, PROG ": a request ended with %s after %d tokens: %s\n",
-                            infer_status_str(ev[i].status), (int)ev[i].n_generated, infer_last_error(NULL));
-                    goto fail;
-                }
-                x->done = 1;
-                x->prompt = ev[i].n_prompt_tokens;
-                x->generated = ev[i].n_generated;
-                if (++n_done == N) t_end = t;
-            }
-        }
-    }
-    if (get_stats(s, &st1)) goto fail;
-    memset(r, 0, sizeof *r);
-    double sum_ctx = 0;
-    for (int i = 0; i < N; i++) {
-        if (q[i].generated != new_tokens)
-            fprintf(stderr, PROG ": warning: a request generated %d tokens, not %d\n", q[i].generated, new_tokens);
-        if (q[i].prompt != target) r->prompt_mismatch = q[i].prompt;
-        sum_ctx += q[i].prompt + q[i].generated / 2.0;
-    }
-    r->mean_ctx = sum_ctx / N;
-    r->decode_tokens = window_tokens;
-    r->window_s = t_end - t_first;
-    r->ttft_s = t_first - t_submit;
-    r->tok_s = r->window_s > 0 ? (double)window_tokens / r->window_s : 0;
-    r->steps = st1.steps - st0.steps;
-    r->preempted = st1.preempted - st0.preempted;
-    r->sched_ns = st1.sched_ns - st0.sched_ns;
-    r->forward_ns = st1.forward_ns - st0.forward_ns;
-    free(q);
-    free(ev);
-    return 0;
-fail:
-    free(q);
-    free(ev);
-    return -1;
-}
 
 /* One prompt of `target` tokens, max_tokens 1: seconds from submit to its TOKEN event. */
 static int run_prefill(infer_session *s, const char *prompt, int target, double *secs)
@@ -320,13 +186,13 @@ static int run_prefill(infer_session *s, const char *prompt, int target, double 
     infer_request_id id;
     double t_submit = bench_now_s(), t_tok = 0, t_last = t_submit;
     infer_status rc = infer_submit(s, &rq, &id);
-    if (rc) return fail_api("infer_submit", rc);
+    if (rc) return bench_fail_api("infer_submit", rc);
     for (int done = 0; !done;) {
         int n = infer_poll(s, ev, 16, 1000);
         double t = bench_now_s();
-        if (n < 0) return fail_api("infer_poll", (infer_status)n);
-        if (n == 0 && t - t_last > POLL_STALL_S) {
-            fprintf(stderr, PROG ": no event for %.0f s during prefill; giving up\n", POLL_STALL_S);
+        if (n < 0) return bench_fail_api("infer_poll", (infer_status)n);
+        if (n == 0 && t - t_last > BENCH_POLL_STALL_S) {
+            fprintf(stderr, PROG ": no event for %.0f s during prefill; giving up\n", BENCH_POLL_STALL_S);
             return -1;
         }
         for (int i = 0; i < n; i++) {
@@ -353,7 +219,7 @@ static int summarize(case_result *r)
 {
     double v[MAX_RUNS];
     memcpy(v, r->runs, (size_t)r->n_runs * sizeof *v);
-    qsort(v, (size_t)r->n_runs, sizeof *v, cmp_double);
+    qsort(v, (size_t)r->n_runs, sizeof *v, bench_cmp_double);
     r->tok_s = r->n_runs % 2 ? v[r->n_runs / 2] : (v[r->n_runs / 2 - 1] + v[r->n_runs / 2]) / 2;
     r->tok_s_min = v[0];
     r->tok_s_max = v[r->n_runs - 1];
@@ -465,12 +331,12 @@ static int bench_model(const opts *o, case_result *res, int *n_res)
              o->backend_name, sp.max_running, sp.max_batch_tokens, (double)kvb / (1u << 30));
     infer_session *s = NULL;
     infer_status rc = infer_session_create(&sp, &s);
-    if (rc) return fail_api("infer_session_create", rc);
+    if (rc) return bench_fail_api("infer_session_create", rc);
     progress("loading %s ...", o->model);
     double tl = bench_now_s();
     rc = infer_model_load(s, "m", NULL, o->model, NULL);
     if (rc) {
-        fail_api("infer_model_load", rc);
+        bench_fail_api("infer_model_load", rc);
         infer_session_destroy(s);
         return -1;
     }
@@ -482,9 +348,9 @@ static int bench_model(const opts *o, case_result *res, int *n_res)
     if (o->prefill > 0 && bench_make_prompts(s, "m", o->prefill, pre, N_PROMPTS)) goto done;
 
     progress("warm-up (every batch size once, a prefill of %d) ...", o->prefill);
-    run_out w;
+    bench_decode_out w;
     for (int i = 0; i < o->n_seqs; i++)
-        if (run_decode(s, prompts, o->seqs[i], P, 8, &w)) goto done;
+        if (bench_decode_run(s, prompts, N_PROMPTS, P, o->seqs[i], 8, 0, &w)) goto done;
     double secs;
     if (o->prefill > 0 && (run_prefill(s, pre[0], o->prefill, &secs) || run_prefill(s, pre[1], o->prefill, &secs)))
         goto done;
@@ -495,9 +361,9 @@ static int bench_model(const opts *o, case_result *res, int *n_res)
         memset(r, 0, sizeof *r);
         r->kind = "decode";
         r->seqs = N;
-        run_out ro[MAX_RUNS];
+        bench_decode_out ro[MAX_RUNS];
         for (int k = 0; k < o->repeat; k++) {
-            if (run_decode(s, prompts, N, P, G, &ro[k])) goto done;
+            if (bench_decode_run(s, prompts, N_PROMPTS, P, N, G, 0, &ro[k])) goto done;
             r->runs[r->n_runs++] = ro[k].tok_s;
             progress("%s: decode %3d seq%s x %d tokens, run %d/%d: %10.1f tok/s (%.3f ms/step, ttft %.1f ms%s)",
                      o->label, N, N > 1 ? "s" : " ", G, k + 1, o->repeat, ro[k].tok_s,
@@ -506,7 +372,7 @@ static int bench_model(const opts *o, case_result *res, int *n_res)
             if (ro[k].prompt_mismatch)
                 fprintf(stderr, PROG ": warning: a prompt had %d tokens, not %d\n", ro[k].prompt_mismatch, P);
         }
-        const run_out *m = &ro[summarize(r)];
+        const bench_decode_out *m = &ro[summarize(r)];
         r->window_s = m->window_s;
         r->ttft_s = m->ttft_s;
         r->mean_ctx = m->mean_ctx;
@@ -576,32 +442,6 @@ static void usage(FILE *f)
             "  -h, --help             this text\n");
 }
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, PROG ": %s needs an integer in [%d, %d], got '%s'\n", opt, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int parse_double(const char *opt, const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, PROG ": %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int parse_size(const char *opt, const char *v, size_t *out)
 {
     char *end;
@@ -666,29 +506,29 @@ static int parse_args(int argc, char **argv, opts *o)
             else { fprintf(stderr, PROG ": --backend is cuda, cpu or auto, not '%s'\n", v); return -1; }
             o->backend_name = v;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_int(a, v, 0, 1024, &o->threads)) return -1;
+            if (bench_parse_int(a, v, 0, 1024, &o->threads)) return -1;
         } else if (!strcmp(a, "--shape")) {
             shape = v;
         } else if (!strcmp(a, "--dtype")) {
             dtype = v;
         } else if (!strcmp(a, "--wbits")) {
-            if (parse_double(a, v, 0.5, 64, &wbits)) return -1;
+            if (bench_parse_double(a, v, 0.5, 64, &wbits)) return -1;
         } else if (!strcmp(a, "--out-wbits")) {
-            if (parse_double(a, v, 0.5, 64, &out_wbits)) return -1;
+            if (bench_parse_double(a, v, 0.5, 64, &out_wbits)) return -1;
         } else if (!strcmp(a, "--kv-elem-bytes")) {
-            if (parse_int(a, v, 1, 8, &o->kv_elem_bytes)) return -1;
+            if (bench_parse_int(a, v, 1, 8, &o->kv_elem_bytes)) return -1;
         } else if (!strcmp(a, "--prompt-tokens")) {
-            if (parse_int(a, v, 2, 1 << 16, &o->prompt_tokens)) return -1;
+            if (bench_parse_int(a, v, 2, 1 << 16, &o->prompt_tokens)) return -1;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--new-tokens")) {
-            if (parse_int(a, v, 2, 1 << 16, &o->new_tokens)) return -1;
+            if (bench_parse_int(a, v, 2, 1 << 16, &o->new_tokens)) return -1;
         } else if (!strcmp(a, "--prefill")) {
-            if (parse_int(a, v, 0, 1 << 16, &o->prefill)) return -1;
+            if (bench_parse_int(a, v, 0, 1 << 16, &o->prefill)) return -1;
         } else if (!strcmp(a, "--repeat")) {
-            if (parse_int(a, v, 1, MAX_RUNS, &o->repeat)) return -1;
+            if (bench_parse_int(a, v, 1, MAX_RUNS, &o->repeat)) return -1;
         } else if (!strcmp(a, "--kv-bytes")) {
             if (parse_size(a, v, &o->kv_bytes)) return -1;
         } else if (!strcmp(a, "--batch-tokens")) {
-            if (parse_int(a, v, 1, 1 << 20, &o->batch_tokens)) return -1;
+            if (bench_parse_int(a, v, 1, 1 << 20, &o->batch_tokens)) return -1;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--json")) {
             o->json_path = v;
         } else if (!strcmp(a, "--seqs")) {
@@ -698,7 +538,7 @@ static int parse_args(int argc, char **argv, opts *o)
             o->n_seqs = 0;
             for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
                 int n, dup = 0;
-                if (parse_int("--seqs", tok, 1, 4096, &n)) return -1;
+                if (bench_parse_int("--seqs", tok, 1, 4096, &n)) return -1;
                 for (int k = 0; k < o->n_seqs; k++) dup |= o->seqs[k] == n;
                 if (dup) continue;
                 if (o->n_seqs == MAX_SEQ_CASES) { fprintf(stderr, PROG ": at most %d --seqs values\n", MAX_SEQ_CASES); return -1; }
@@ -754,14 +594,8 @@ int main(int argc, char **argv)
     t0_s = bench_now_s();
     opts o;
     if (parse_args(argc, argv, &o)) return 2;
-    FILE *js = stdout;
-    if (o.json_path && strcmp(o.json_path, "-") != 0) {
-        js = fopen(o.json_path, "w");
-        if (!js) {
-            fprintf(stderr, PROG ": cannot write '%s': %s\n", o.json_path, strerror(errno));
-            return 2;
-        }
-    }
+    FILE *js = bench_open_json(o.json_path);
+    if (!js) return 2;
     if (o.shape)
         progress("%s: shape %s, %s: %.4g GB of weights read per decode step", o.label, o.shape->sh.key, o.dtype,
                  weight_bytes(&o) / 1e9);

@@ -57,6 +57,8 @@
 ** line per run plus one for the goals to -o (default build/bench/serve_load.jsonl); and, when
 ** gnuplot is installed, a PNG of p99 TTFT and throughput against offered load (--png).
 */
+#define PROG "serve_load" /* before bench_util.h: its messages start with it */
+
 #include <infer.h>
 
 #include "bench_util.h"
@@ -74,7 +76,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROG "serve_load"
 #define MAX_LOADS 16
 #define MAX_RUNS (MAX_LOADS + 8)
 #define EV_BATCH 256
@@ -260,23 +261,10 @@ static void usage(FILE *f)
         "  -h, --help            this text\n");
 }
 
-static int parse_num(const char *opt, const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, PROG ": %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
     double x;
-    if (parse_num(opt, v, lo, hi, &x)) return -1;
+    if (bench_parse_double(opt, v, lo, hi, &x)) return -1;
     if (x != floor(x)) {
         fprintf(stderr, PROG ": %s needs an integer, got '%s'\n", opt, v);
         return -1;
@@ -321,21 +309,21 @@ static int parse_args(int argc, char **argv, opts *o)
             if (v && !strcmp(v, "open")) o->single = 1;
             else if (v && !strcmp(v, "closed")) o->single = 2;
             else { fprintf(stderr, PROG ": --mode is 'open' or 'closed', got '%s'\n", v ? v : ""); rc = -1; }
-        } else if (!strcmp(a, "--rate")) rc = parse_num(a, v, 1e-3, 1e6, &o->rate);
+        } else if (!strcmp(a, "--rate")) rc = bench_parse_double(a, v, 1e-3, 1e6, &o->rate);
         else if (!strcmp(a, "--clients")) rc = parse_int(a, v, 1, 100000, &o->clients);
-        else if (!strcmp(a, "--duration")) rc = parse_num(a, v, 0.5, 86400, &o->duration);
-        else if (!strcmp(a, "--warmup")) rc = parse_num(a, v, 0, 86400, &o->warmup);
+        else if (!strcmp(a, "--duration")) rc = bench_parse_double(a, v, 0.5, 86400, &o->duration);
+        else if (!strcmp(a, "--warmup")) rc = bench_parse_double(a, v, 0, 86400, &o->warmup);
         else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, 10000000, &o->requests);
         else if (!strcmp(a, "--max-clients")) rc = parse_int(a, v, 1, 100000, &o->max_clients);
         else if (!strcmp(a, "--min-requests")) rc = parse_int(a, v, 0, 10000000, &o->min_requests);
         else if (!strcmp(a, "--repeat")) rc = parse_int(a, v, 1, 100, &o->repeat);
         else if (!strcmp(a, "--retries")) rc = parse_int(a, v, 0, 100, &o->retries);
-        else if (!strcmp(a, "--busy-limit")) rc = parse_num(a, v, 0, 1024, &o->busy_limit);
+        else if (!strcmp(a, "--busy-limit")) rc = bench_parse_double(a, v, 0, 1024, &o->busy_limit);
         else if (!strcmp(a, "--prompt-len")) rc = dist_parse(a, v, 4, &o->plen);
         else if (!strcmp(a, "--output-len")) rc = dist_parse(a, v, 2, &o->olen);
-        else if (!strcmp(a, "--prefix-pct")) rc = parse_num(a, v, 0, 95, &o->prefix_pct);
-        else if (!strcmp(a, "--seed")) { rc = parse_num(a, v, 0, 1e18, &x); o->seed = (uint64_t)x; }
-        else if (!strcmp(a, "--temperature")) { rc = parse_num(a, v, 0, 10, &x); o->temperature = (float)x; }
+        else if (!strcmp(a, "--prefix-pct")) rc = bench_parse_double(a, v, 0, 95, &o->prefix_pct);
+        else if (!strcmp(a, "--seed")) { rc = bench_parse_double(a, v, 0, 1e18, &x); o->seed = (uint64_t)x; }
+        else if (!strcmp(a, "--temperature")) { rc = bench_parse_double(a, v, 0, 10, &x); o->temperature = (float)x; }
         else if (!strcmp(a, "--model")) { o->model = v; rc = v ? 0 : -1; }
         else if (!strcmp(a, "-z") || !strcmp(a, "--tokenizer")) { o->tokenizer = v; rc = v ? 0 : -1; }
         else if (!strcmp(a, "-o") || !strcmp(a, "--json")) { o->json_path = v; rc = v ? 0 : -1; }
@@ -411,12 +399,6 @@ typedef struct bench {
     double prefix_pct;
 } bench;
 
-static int api_fail(const char *what, infer_status st)
-{
-    fprintf(stderr, PROG ": %s failed: %s: %s\n", what, infer_status_str(st), infer_last_error(NULL));
-    return -1;
-}
-
 static infer_session *session_open(const bench *b, int prefix_cache)
 {
     const opts *o = b->o;
@@ -433,7 +415,7 @@ static infer_session *session_open(const bench *b, int prefix_cache)
     infer_session *s = NULL;
     infer_status rc = infer_session_create(&sp, &s);
     if (rc) {
-        api_fail("infer_session_create", rc);
+        bench_fail_api("infer_session_create", rc);
         return NULL;
     }
     infer_model_params mp;
@@ -441,7 +423,7 @@ static infer_session *session_open(const bench *b, int prefix_cache)
     mp.tokenizer_path = b->tok_path;
     rc = infer_model_load(s, "m", NULL, b->model_path, &mp);
     if (rc) {
-        api_fail("infer_model_load", rc);
+        bench_fail_api("infer_model_load", rc);
         infer_session_destroy(s);
         return NULL;
     }
@@ -452,7 +434,7 @@ static int count_tokens(infer_session *s, const char *text, int *n)
 {
     size_t cnt = 0;
     infer_status rc = infer_tokenize(s, "m", NULL, text, INFER_TOKENIZE_MODEL_BOS, NULL, 0, &cnt);
-    if (rc) return api_fail("infer_tokenize", rc);
+    if (rc) return bench_fail_api("infer_tokenize", rc);
     *n = (int)cnt;
     return 0;
 }
@@ -722,20 +704,6 @@ static void *generator_main(void *arg)
     return NULL;
 }
 
-static int take_stats(infer_session *s, infer_stats *st)
-{
-    memset(st, 0, sizeof *st);
-    st->size = sizeof *st;
-    infer_status rc = infer_session_stats(s, st);
-    return rc ? api_fail("infer_session_stats", rc) : 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* p in [0, 1], linear between closest ranks; v sorted. */
 static double pct_of(const double *v, int n, double p)
 {
@@ -747,7 +715,7 @@ static double pct_of(const double *v, int n, double p)
 
 static void pcts(double *v, int n, double out[3])
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     out[0] = pct_of(v, n, 0.50);
     out[1] = pct_of(v, n, 0.90);
     out[2] = pct_of(v, n, 0.99);
@@ -757,7 +725,7 @@ static void progress(const run_ctx *c, infer_session *s, double t, double w0, do
                      double dt, int done)
 {
     infer_stats st;
-    if (take_stats(s, &st)) return;
+    if (bench_get_stats(s, &st)) return;
     fprintf(stderr, "\r  %-12s %6.1f s %-7s", c->cfg->label, t - c->t0,
             t < w0 ? "warm-up" : t <= w1 ? "measure" : "drain");
     fprintf(stderr, "  submitted %6d  done %6d  running %3lld  queued %4lld  %7.0f tok/s   ",
@@ -798,7 +766,7 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
     int ret = -1, have_w0 = 0, have_w1 = 0, done = 0, done_win = 0, th_started = 0, cancelled_all = 0;
     long tokens_win = 0, tokens_recent = 0;
     pthread_t th;
-    if (take_stats(s, &st_start)) goto out;
+    if (bench_get_stats(s, &st_start)) goto out;
     c.t0 = bench_now_s();
     /* A closed loop with --duration measures from when every client has finished one request
     ** (the first wave's prefill burst is over) and the warm-up time has passed, for
@@ -818,7 +786,7 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
             infer_status st = submit_one(&c, i);
             atomic_store(&c.n_sub, i + 1);
             if (st) {
-                api_fail("infer_submit", st);
+                bench_fail_api("infer_submit", st);
                 goto out;
             }
         }
@@ -835,11 +803,11 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
         int n = infer_poll(s, ev, EV_BATCH, 50);
         double t = bench_now_s();
         if (n < 0) {
-            api_fail("infer_poll", (infer_status)n);
+            bench_fail_api("infer_poll", (infer_status)n);
             goto out;
         }
         if (!have_w0 && t >= w0) {
-            if (take_stats(s, &st_w0)) goto out;
+            if (bench_get_stats(s, &st_w0)) goto out;
             bench_cpu_sample_take(&cpu0);
             have_w0 = 1;
         }
@@ -877,7 +845,7 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
                         infer_status st = submit_one(&c, next);
                         atomic_store(&c.n_sub, next + 1);
                         if (st) {
-                            api_fail("infer_submit", st);
+                            bench_fail_api("infer_submit", st);
                             goto out;
                         }
                     }
@@ -887,7 +855,7 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
         }
         if (adaptive && !have_w0 && t >= c.t0 + warm && (done >= cfg->clients || t >= c.t0 + warm + 3 * dur)) {
             w0 = t;
-            if (take_stats(s, &st_w0)) goto out;
+            if (bench_get_stats(s, &st_w0)) goto out;
             bench_cpu_sample_take(&cpu0);
             have_w0 = 1;
         }
@@ -895,7 +863,7 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
             ((t >= w0 + dur - warm && done_win >= o->min_requests) || t >= w0 + 4 * (dur - warm)))
             w1 = c.t_stop = t;
         if (!have_w1 && t >= w1) {
-            if (take_stats(s, &st_w1)) goto out;
+            if (bench_get_stats(s, &st_w1)) goto out;
             bench_cpu_sample_take(&cpu1);
             have_w1 = 1;
         }
@@ -921,13 +889,13 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
     }
     if (o->progress && tty) fprintf(stderr, "\r%*s\r", 110, "");
     if (!have_w1) {
-        if (take_stats(s, &st_w1)) goto out;
+        if (bench_get_stats(s, &st_w1)) goto out;
         bench_cpu_sample_take(&cpu1);
         w1 = t_end;
         /* requests mode: the window is the whole run; its tokens were all counted */
     }
     infer_stats st_end;
-    if (take_stats(s, &st_end)) goto out;
+    if (bench_get_stats(s, &st_end)) goto out;
 
     /* ---- results ---- */
     memset(res, 0, sizeof *res);
