@@ -91,19 +91,11 @@ static void cuda_destroy(backend *be)
 
 /* ---- products ---- */
 
-/* Rows up to which a dense bf16/f16 product stays on the matrix-vector kernel (above it,
-** cuBLAS). Each extra row re-reads x from L1 per weight load, so the kernel's edge over cuBLAS
-** shrinks with rows; INFER_CUDA_GEMV_ROWS overrides it for measurements. */
-static int gemv_rows_dense(const cuda_be *c)
-{
-    return c->gemv_rows;
-}
-
 int cu_uses_blas(const cuda_be *c, const kmat *w, int m)
 {
     int quant = w->type == KT_Q8_0 || w->type == KT_Q4_0;
     /* int8 kernel up to 2 rows when a 16-bit copy is there for cuBLAS, else up to its limit */
-    int lim = quant ? (w->wide ? 2 : K_GEMV_MAX_ROWS) : gemv_rows_dense(c);
+    int lim = quant ? (w->wide ? 2 : K_GEMV_MAX_ROWS) : c->gemv_rows;
     return w->type != KT_F32 && m > lim;
 }
 
