@@ -1,20 +1,22 @@
 /*
-** backend_cuda.c — the GPU backend (host side): device selection, the per-model device state
-** (weights, paged KV blocks, step workspace), and the forward step as a sequence of kernels
-** (the kernels/ files) and cuBLAS products, captured as CUDA graphs for decode steps.
+** backend_cuda.c — the GPU backend (host side): device selection and the forward step as a
+** sequence of kernels (the kernels/ files) and cuBLAS products, captured as CUDA graphs for
+** decode steps. The per-model device state (weights, paged KV blocks, workspace) is
+** weights_cuda.c's; long prompt chunks' attention is prefill_cuda.c's.
 **
-** Weights (weights_cuda.c) keep the file's precision where the kernels read it (f32, f16,
-** bf16, Q8_0, Q4_0); Q/K/V and gate/up are fused into one matrix each, so a layer is nine
-** launches. Activations are fp32 between kernels. Products: a matrix-vector kernel reads each
-** weight once for up to K_GEMV_MAX_ROWS rows (decode); more rows go to cuBLAS (bf16/f16 in,
-** fp32 accumulate; quantized weights dequantized to scratch first); f32 models stay on the
-** exact, batch-invariant kernel for every row count.
+** Weights keep the file's precision where the kernels read it (f32, f16, bf16, Q8_0, Q4_0);
+** Q/K/V and gate/up are fused into one matrix each. Activations are fp32 between kernels, the
+** residual stream accumulates in place. Products: dense 16-bit weights go to cuBLAS (bf16/f16
+** in, fp32 accumulate; its producers write that 16-bit input directly); int8 weights to our
+** dp4a matrix-vector kernel for a row or two and to cuBLAS on a 16-bit copy beyond; f32 models
+** stay on the exact, batch-invariant matrix-vector kernel for every row count. The
+** matrix-vector kernel fuses RMSNorm, SwiGLU and the residual add (cu_matmul).
 **
-** A step: the host packs the batch's tokens, positions, cache slots, logit rows, attention
-** tiles and block tables into one pinned buffer, copies it up, runs the layers, picks each
-** logit row's argmax on the device, and copies back the ids (plus the full rows the host
-** sampler needs). Decode-only steps are padded to a bucket of rows and replayed from a graph
-** captured once per (rows, context bucket).
+** A step: the host packs the batch's tokens, positions, cache slots, logit rows, sampling
+** parameters, attention tiles and block tables into one pinned buffer, copies it up, runs the
+** layers, picks each logit row's token on the device (argmax, or a top-k draw), and copies back
+** the ids (plus the full rows the host sampler needs). Decode-only steps are padded to a bucket
+** of rows and replayed from a graph captured once per (rows, context bucket).
 */
 #include "cuda_internal.h"
 
