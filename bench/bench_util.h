@@ -86,21 +86,32 @@ static inline uint64_t bench_rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* n floats to f: uniform in [-amp, amp) when amp > 0, else all `fill`. 0 or -1. */
+/* The next n synthetic values: uniform in [-amp, amp) when amp > 0, else all `fill`. Every
+** value draws from rng either way, so a writer of another format that generates the tensors
+** in the checkpoint's order gets the same values. */
+static inline void bench_fill_floats(float *dst, size_t n, float amp, float fill, uint64_t *rng)
+{
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)(bench_rng_next(rng) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+        dst[i] = amp > 0 ? (2.0f * u - 1.0f) * amp : fill;
+    }
+}
+
+/* n floats to f (bench_fill_floats). 0 or -1. */
 static inline int bench_write_floats(FILE *f, uint64_t n, float amp, float fill, uint64_t *rng)
 {
     float buf[16384];
     while (n > 0) {
         size_t k = n < 16384 ? (size_t)n : 16384;
-        for (size_t i = 0; i < k; i++) {
-            float u = (float)(bench_rng_next(rng) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-            buf[i] = amp > 0 ? (2.0f * u - 1.0f) * amp : fill;
-        }
+        bench_fill_floats(buf, k, amp, fill, rng);
         if (fwrite(buf, sizeof(float), k, f) != k) return -1;
         n -= k;
     }
     return 0;
 }
+
+#define BENCH_SEED 0x5eed15u /* of the synthetic weights */
+#define BENCH_AMP 0.02f      /* their range: +-BENCH_AMP */
 
 /* A llama2.c legacy checkpoint (karpathy/llama2.c export.py, version 0) of shape sh: 7 int32
 ** header fields, then fp32 tensors in the format's order; matrices uniform in +-0.02 (fixed
@@ -117,8 +128,8 @@ static inline int bench_write_checkpoint(const char *path, const bench_shape *sh
     uint64_t kvd = bench_kv_dim(sh), V = (uint64_t)sh->vocab, hd = D / (uint64_t)sh->n_heads;
     int32_t hdr[7] = { sh->dim, sh->hidden, sh->n_layers, sh->n_heads, sh->n_kv_heads,
                        sh->vocab /* positive: shared classifier */, sh->seq_len };
-    uint64_t rng = 0x5eed15u;
-    const float a = 0.02f;
+    uint64_t rng = BENCH_SEED;
+    const float a = BENCH_AMP;
     int rc = fwrite(hdr, sizeof hdr, 1, f) == 1 ? 0 : -1;
     if (!rc) rc = bench_write_floats(f, V * D, a, 0, &rng);       /* token_embedding */
     if (!rc) rc = bench_write_floats(f, L * D, 0, 1.0f, &rng);    /* rms_att */

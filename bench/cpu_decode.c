@@ -2,7 +2,8 @@
 ** cpu_decode — CPU decode throughput of libinfer, set against the machine's memory bandwidth
 ** measured in the same run.
 **
-** What it measures, per model shape (llama2.c stories15M and stories110M, fp32 weights):
+** What it measures, per model shape (llama2.c stories15M and stories110M; fp32 weights, and with
+** --formats also F16, Q8_0, Q4_0, Q4_1) and for a model file given with --model:
 **  - batch-1 decode tokens/s: one request, a prompt of exactly 16 tokens (BOS included),
 **    256 new tokens, greedy;
 **  - aggregate decode tokens/s with 8 and 32 concurrent requests of the same kind;
@@ -21,6 +22,15 @@
 **    one a synthetic 32000-entry one is written there (byte tokens 3..258 as the format
 **    requires, letter strings elsewhere). Prompts are prefixes of fixed sentences cut to
 **    exactly --prompt-tokens tokens with infer_tokenize.
+**  - Other weight types (--formats): GGUF files of the same values (the same generator in the
+**    checkpoint's order) written with the library's GGUF writer, every matrix and the shared
+**    classifier stored in the type by quantize_row (ggml's reference quantizers), norms f32;
+**    the vocab is the tokenizer.bin above as tokenizer.ggml.* keys (llama.cpp's Llama 2
+**    layout), so each type gets the same prompts. F32 stays the llama2.c checkpoint; each other
+**    type's batch-1 tok/s is set against it ("vs F32"): a memory-bound step speeds up by its
+**    weight bytes' ratio at best.
+**  - --model PATH: a GGUF file used as it is (not unlinked); its shape and the bytes a step
+**    reads come from the file's keys and tensor infos (see model_file_info).
 **  - Requests go through the public API only (<infer.h>): one session per shape with its
 **    engine thread, temperature 0, ignore_eos, max_tokens = --new-tokens, a KV pool large
 **    enough that nothing is ever preempted (checked: the run fails otherwise).
@@ -33,7 +43,8 @@
 **    and the fastest run counts, since a shared machine only ever makes a run slower. The CPU
 **    time other processes took during each window is measured from /proc/stat ("others").
 **  - Bytes per step = W + N * KV, where W = 4 * (L*(2D + 2D*D + 2D*kvd + 3*D*H) + D + V*D)
-**    (norms, attention, FFN, final norm, classifier; the embedding gather is one row) and
+**    (norms, attention, FFN, final norm, classifier; the embedding gather is one row) for fp32,
+**    the same matrices at dtype_row_bytes of their type for the others, and
 **    KV = 4 * L * 2 * kvd * (mean positions attended per step); a sequence with prompt P
 **    and G new tokens runs G-1 decode steps in the window attending P+1 .. P+G-1 positions,
 **    so the mean is P + G/2. Achieved bytes/s = bytes per step * steps/s.
@@ -52,6 +63,7 @@
 #include <infer.h>
 
 #include "bench_util.h"
+#include "bench_gguf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -234,8 +246,10 @@ typedef struct bw_pass {
     double b1g, b64m, others;
 } bw_pass;
 
-/* Passes run before, between and after the models; the best of each size is used. */
-#define MAX_BW_PASSES (N_SHAPES + 1)
+/* Passes run before, between and after the models; the best of each size is used. Models:
+** each shape in each type, and --model. */
+#define MAX_MODELS (N_SHAPES * MAX_FORMATS + 1)
+#define MAX_BW_PASSES (MAX_MODELS + 1)
 typedef struct bw_set {
     bw_pass pass[MAX_BW_PASSES];
     int n;
@@ -284,12 +298,30 @@ typedef struct opts {
     int caller_mode;      /* INFER_THREADING_CALLER instead of an engine thread */
     int bw_only;          /* measure the bandwidth and stop */
     int repeat;           /* runs per case; the fastest counts */
+    int order[MAX_FORMATS], n_formats; /* k_formats indexes in --formats order, each run for every shape */
     const char *tokenizer;
     const char *json_path;
+    const char *model, *label; /* --model, --label */
 } opts;
+
+/* One model to measure: a synthetic file of a shape and type, or --model's file. */
+typedef struct model_spec {
+    bench_shape sh;           /* as run (seq_len may have been raised) */
+    dtype type;               /* of the weights; for --model, the type holding most weight bytes */
+    uint64_t weight_bytes;    /* read per decode step */
+    char key[64];             /* JSON case prefix: "110m" (F32), "110m/q4_0", or the --label */
+    const char *path;
+    const char *tok_path;     /* NULL: the tokenizer is in the file */
+    int temporary;            /* unlink once loaded */
+    int from_file;            /* --model */
+} model_spec;
 
 typedef struct case_result {
     bench_shape sh;                 /* as run (seq_len may have been raised) */
+    dtype type;
+    uint64_t weight_bytes;
+    char key[64];
+    int from_file;
     int n_seqs;
     int prompt_tokens;        /* of the first prompt (all are searched to the same count) */
     int new_tokens;
@@ -306,14 +338,18 @@ typedef struct case_result {
 
 /* N concurrent greedy requests of `new_tokens` with prompts of `prompt_tokens`; fills r (when
 ** not NULL). A preemption fails a measured run: the KV pool is sized so that none happens. */
-static int run_case(infer_session *s, const bench_shape *sh, char *const *prompts, int n_prompts, int prompt_tokens,
+static int run_case(infer_session *s, const model_spec *ms, char *const *prompts, int n_prompts, int prompt_tokens,
                     int N, int new_tokens, case_result *r)
 {
     bench_decode_out d;
     if (bench_decode_run(s, prompts, n_prompts, prompt_tokens, N, new_tokens, BENCH_DECODE_OTHERS, &d)) return -1;
     if (!r) return 0;
     memset(r, 0, sizeof *r);
-    r->sh = *sh;
+    r->sh = ms->sh;
+    r->type = ms->type;
+    r->weight_bytes = ms->weight_bytes;
+    r->from_file = ms->from_file;
+    snprintf(r->key, sizeof r->key, "%s", ms->key);
     r->n_seqs = N;
     r->new_tokens = new_tokens;
     r->prompt_tokens = d.first_prompt;
@@ -323,7 +359,7 @@ static int run_case(infer_session *s, const bench_shape *sh, char *const *prompt
     r->ttft_s = d.ttft_s;
     r->tok_s = d.tok_s;
     r->steps_s = r->tok_s / N;
-    r->bytes_per_step = (double)bench_weight_bytes(sh) + N * (double)bench_kv_bytes_per_token(sh) * r->mean_ctx;
+    r->bytes_per_step = (double)ms->weight_bytes + N * (double)bench_kv_bytes_per_token(&ms->sh) * r->mean_ctx;
     r->achieved = r->bytes_per_step * r->steps_s;
     r->steps = d.steps;
     r->preempted = d.preempted;
@@ -381,25 +417,11 @@ static void cleanup_dir(const char *dir, const char *tok_path)
     if (dir) rmdir(dir);
 }
 
-/* One shape: write, load, warm up, run every N; results appended to res[*n_res]. */
-static int run_shape(const opts *o, int threads, const bench_shape *base, const char *dir, const char *tok_path,
-                     case_result *res, int *n_res)
+/* Load ms into a fresh session, warm up, run every N; results appended to res[*n_res]. */
+static int measure_model(const opts *o, int threads, const model_spec *ms, case_result *res, int *n_res)
 {
-    bench_shape sh = *base;
-    int need_ctx = o->prompt_tokens + o->new_tokens + 16;
-    if (sh.seq_len < need_ctx) sh.seq_len = (need_ctx + 63) / 64 * 64;
-
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.bin", dir, sh.name);
-    uint64_t fbytes = bench_checkpoint_bytes(&sh);
-    fprintf(stderr, "writing %s-shaped checkpoint (%.0f MB)...\n", sh.name, (double)fbytes / 1e6);
-    double tw = bench_now_s();
-    if (bench_write_checkpoint(path, &sh)) {
-        unlink(path);
-        return -1;
-    }
-    fprintf(stderr, "  written in %.1f s\n", bench_now_s() - tw);
-
+    const bench_shape sh = ms->sh;
+    const char *path = ms->path;
     int max_n = 1;
     for (int i = 0; i < o->n_seqs; i++) max_n = o->seqs[i] > max_n ? o->seqs[i] : max_n;
     int block = 16;
@@ -419,15 +441,15 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
     infer_session *s = NULL;
     infer_status rc = infer_session_create(&sp, &s);
     if (rc) {
-        unlink(path);
+        if (ms->temporary) unlink(path);
         return bench_fail_api("infer_session_create", rc);
     }
     infer_model_params mp;
     infer_model_params_init(&mp);
-    mp.tokenizer_path = tok_path;
+    mp.tokenizer_path = ms->tok_path;
     rc = infer_model_load(s, "m", NULL, path, &mp);
     /* The library has the file mapped (or failed): the name is no longer needed. */
-    unlink(path);
+    if (ms->temporary) unlink(path);
     if (rc) {
         bench_fail_api("infer_model_load", rc);
         infer_session_destroy(s);
@@ -448,17 +470,18 @@ static int run_shape(const opts *o, int threads, const bench_shape *base, const 
     }
 
     /* Warm-up: faults the weights in, starts the pools, runs the sgemm path once. */
-    fprintf(stderr, "%s: warm-up...\n", sh.name);
-    if (run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, 1, 8, NULL)) goto done;
-    if (max_n > 1 && run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, max_n, 4, NULL)) goto done;
+    fprintf(stderr, "%s %s: warm-up...\n", sh.name, dtype_name(ms->type));
+    if (run_case(s, ms, prompts, n_prompts, o->prompt_tokens, 1, 8, NULL)) goto done;
+    if (max_n > 1 && run_case(s, ms, prompts, n_prompts, o->prompt_tokens, max_n, 4, NULL)) goto done;
 
     for (int i = 0; i < o->n_seqs; i++) {
         int N = o->seqs[i];
-        fprintf(stderr, "%s: %d sequence%s x %d new tokens...\n", sh.name, N, N > 1 ? "s" : "", o->new_tokens);
+        fprintf(stderr, "%s %s: %d sequence%s x %d new tokens...\n", sh.name, dtype_name(ms->type), N,
+                N > 1 ? "s" : "", o->new_tokens);
         case_result *r = &res[*n_res];
         for (int k = 0; k < o->repeat; k++) {
             case_result one;
-            if (run_case(s, &sh, prompts, n_prompts, o->prompt_tokens, N, o->new_tokens, &one)) goto done;
+            if (run_case(s, ms, prompts, n_prompts, o->prompt_tokens, N, o->new_tokens, &one)) goto done;
             fprintf(stderr, "  %.1f tok/s (%.2f ms/step; other processes used %.2f cores)\n", one.tok_s,
                     1e3 / one.steps_s, one.others);
             if (k == 0 || one.tok_s > r->tok_s) *r = one;
@@ -472,51 +495,136 @@ done:
     return ret;
 }
 
+/* One shape in type t: write its file (llama2.c checkpoint for F32, else GGUF), measure it. */
+static int run_shape(const opts *o, int threads, const bench_shape *base, dtype t, const char *dir,
+                     const char *tok_path, case_result *res, int *n_res)
+{
+    model_spec ms;
+    memset(&ms, 0, sizeof ms);
+    ms.sh = *base;
+    int need_ctx = o->prompt_tokens + o->new_tokens + 16;
+    if (ms.sh.seq_len < need_ctx) ms.sh.seq_len = (need_ctx + 63) / 64 * 64;
+    ms.type = t;
+    ms.weight_bytes = weight_bytes_at(&ms.sh, t);
+    ms.temporary = 1;
+    char path[4096];
+    if (t == DT_F32) {
+        snprintf(ms.key, sizeof ms.key, "%s", ms.sh.key);
+        snprintf(path, sizeof path, "%s/%s.bin", dir, ms.sh.name);
+        ms.tok_path = tok_path;
+    } else {
+        snprintf(ms.key, sizeof ms.key, "%s/%s", ms.sh.key, k_formats[format_index(t)].name);
+        snprintf(path, sizeof path, "%s/%s.%s.gguf", dir, ms.sh.name, dtype_name(t));
+    }
+    ms.path = path;
+    fprintf(stderr, "writing %s-shaped %s %s...\n", ms.sh.name, dtype_name(t), t == DT_F32 ? "checkpoint" : "GGUF");
+    double tw = bench_now_s();
+    int rc = t == DT_F32 ? bench_write_checkpoint(path, &ms.sh) : write_gguf(path, &ms.sh, t, tok_path);
+    if (rc) {
+        unlink(path);
+        return -1;
+    }
+    fprintf(stderr, "  written in %.1f s\n", bench_now_s() - tw);
+    return measure_model(o, threads, &ms, res, n_res);
+}
+
+/* --model: the file as it is, left in place. */
+static int run_model_file(const opts *o, int threads, case_result *res, int *n_res)
+{
+    model_spec ms;
+    memset(&ms, 0, sizeof ms);
+    if (model_file_info(o->model, o->label, &ms.sh, &ms.weight_bytes, &ms.type)) return -1;
+    snprintf(ms.key, sizeof ms.key, "%s", o->label);
+    ms.path = o->model;
+    ms.from_file = 1;
+    fprintf(stderr, "%s: %s, %.1f MB of weights read per step\n", o->label, o->model, (double)ms.weight_bytes / 1e6);
+    return measure_model(o, threads, &ms, res, n_res);
+}
+
 /* ---------------------------------------------------------------------------- output */
 
-static const case_result *find_case(const case_result *res, int n, const bench_shape *base, int N)
+/* The case of shape (or --label) `name` in type t with N sequences; NULL if it did not run. */
+static const case_result *find_case(const case_result *res, int n, const char *name, dtype t, int N)
 {
     for (int i = 0; i < n; i++)
-        if (strcmp(res[i].sh.name, base->name) == 0 && res[i].n_seqs == N) return &res[i];
+        if (strcmp(res[i].sh.name, name) == 0 && res[i].type == t && res[i].n_seqs == N) return &res[i];
     return NULL;
+}
+
+/* tok/s of r over the F32 case of the same shape and N; 0 when none ran (or r is --model's). */
+static double vs_f32(const case_result *res, int n, const case_result *r)
+{
+    const case_result *f = r->from_file ? NULL : find_case(res, n, r->sh.name, DT_F32, r->n_seqs);
+    return f && f->tok_s > 0 ? r->tok_s / f->tok_s : 0;
+}
+
+static void print_rows(FILE *out, const case_result *res, int n_res, double bw1g, double bw64m)
+{
+    fprintf(out, "%-27s %5s %10s %9s %10s %8s %8s %9s %7s %7s %7s\n", "case", "seqs", "tok/s", "ms/step",
+            "MB/step", "GB/s", "%bw1G", "%bw64M", "vs b1", "vs F32", "others");
+    double worst = 0;
+    for (int i = 0; i < n_res; i++) {
+        const case_result *r = &res[i];
+        const case_result *b1 = find_case(res, n_res, r->sh.name, r->type, 1);
+        char name[96], ratio[32] = "-", f32[32] = "-";
+        snprintf(name, sizeof name, "%s %s %s", r->sh.name, dtype_name(r->type),
+                 r->n_seqs == 1 ? "batch-1" : "aggregate");
+        if (b1 && r->n_seqs > 1 && b1->tok_s > 0) snprintf(ratio, sizeof ratio, "%.2fx", r->tok_s / b1->tok_s);
+        double x = vs_f32(res, n_res, r);
+        if (x > 0 && r->type != DT_F32) snprintf(f32, sizeof f32, "%.2fx", x);
+        fprintf(out, "%-27s %5d %10.1f %9.2f %10.1f %8.2f %7.1f%% %8.1f%% %7s %7s %7.2f\n", name, r->n_seqs,
+                r->tok_s, 1e3 / r->steps_s, r->bytes_per_step / 1e6, r->achieved / 1e9, 100 * r->achieved / bw1g,
+                100 * r->achieved / bw64m, ratio, f32, r->others);
+        if (r->others > worst) worst = r->others;
+    }
+    fprintf(out, "(ms/step: one decode step of all seqs, = ms/token at batch 1; MB/step: weights at their type\n"
+                 " + fp32 KV read per step; GB/s: MB/step x steps/s; vs F32: tok/s over the F32 row of the same\n"
+                 " shape and seqs; others: cores busy with other processes or stolen during the decode window)\n");
+    if (worst > 0.1)
+        fprintf(out, "WARNING: other processes used up to %.2f cores during the measurements: the numbers are "
+                     "low and noisy\n", worst);
+}
+
+/* The issue's goals for the other types and --model, where the cases that decide them ran:
+** batch-1 tok/s over F32's in the same run, and >= 75% of the 1 GiB bandwidth. */
+static void print_type_goals(FILE *out, const case_result *res, int n_res, double bw1g)
+{
+    for (int i = 0; i < n_res; i++) {
+        const case_result *r = &res[i];
+        if (r->n_seqs != 1 || (r->type == DT_F32 && !r->from_file)) continue; /* F32: the goals above */
+        int fi = format_index(r->type);
+        double x = vs_f32(res, n_res, r), goal = !r->from_file && fi >= 0 ? k_formats[fi].goal_vs_f32 : 0;
+        char what[128];
+        if (goal > 0 && x > 0) {
+            snprintf(what, sizeof what, "%s %s batch-1 >= %.1fx F32:", r->sh.name, dtype_name(r->type), goal);
+            fprintf(out, "  %-50s %6.2fx  %s\n", what, x, x >= goal ? "met" : "NOT MET");
+        }
+        snprintf(what, sizeof what, "%s %s batch-1 >= %.0f%% of 1 GiB bandwidth:", r->sh.name,
+                 dtype_name(r->type), 100 * GOAL_PCT_BW);
+        fprintf(out, "  %-50s %6.1f%%  %s\n", what, 100 * r->achieved / bw1g,
+                r->achieved >= GOAL_PCT_BW * bw1g ? "met" : "NOT MET");
+    }
 }
 
 static void print_table(FILE *out, const case_result *res, int n_res, double bw1g, double bw64m)
 {
-    fprintf(out, "%-20s %5s %10s %9s %10s %8s %8s %9s %7s %7s\n", "case", "seqs", "tok/s", "ms/step", "MB/step",
-            "GB/s", "%bw1G", "%bw64M", "vs b1", "others");
-    double worst = 0;
-    for (int i = 0; i < n_res; i++) {
-        const case_result *r = &res[i];
-        const case_result *b1 = find_case(res, n_res, &r->sh, 1);
-        char name[64], ratio[32] = "-";
-        snprintf(name, sizeof name, "%s %s", r->sh.name, r->n_seqs == 1 ? "batch-1" : "aggregate");
-        if (b1 && r->n_seqs > 1 && b1->tok_s > 0) snprintf(ratio, sizeof ratio, "%.2fx", r->tok_s / b1->tok_s);
-        fprintf(out, "%-20s %5d %10.1f %9.2f %10.1f %8.2f %7.1f%% %8.1f%% %7s %7.2f\n", name, r->n_seqs, r->tok_s,
-                1e3 / r->steps_s, r->bytes_per_step / 1e6, r->achieved / 1e9, 100 * r->achieved / bw1g,
-                100 * r->achieved / bw64m, ratio, r->others);
-        if (r->others > worst) worst = r->others;
-    }
-    fprintf(out, "(ms/step: one decode step of all seqs, = ms/token at batch 1; MB/step: weights + KV read per\n"
-                 " step; GB/s: MB/step x steps/s; others: cores busy with other processes or stolen during the\n"
-                 " decode window)\n");
-    if (worst > 0.1)
-        fprintf(out, "WARNING: other processes used up to %.2f cores during the measurements: the numbers are "
-                     "low and noisy\n", worst);
+    print_rows(out, res, n_res, bw1g, bw64m);
 
     /* The goals, where the cases that decide them ran. */
     fprintf(out, "\ngoals:\n");
     const case_result *c;
-    if ((c = find_case(res, n_res, &k_shapes[1], 1)))
+    const char *n15 = k_shapes[0].name, *n110 = k_shapes[1].name;
+    if ((c = find_case(res, n_res, n110, DT_F32, 1)))
         fprintf(out, "  stories110M batch-1 >= 92%% of 1 GiB bandwidth:     %6.1f%%  %s\n",
                 100 * c->achieved / bw1g, c->achieved >= 0.92 * bw1g ? "met" : "NOT MET");
-    if ((c = find_case(res, n_res, &k_shapes[0], 1)))
+    if ((c = find_case(res, n_res, n15, DT_F32, 1)))
         fprintf(out, "  stories15M batch-1 >= 100%% of 64 MiB bandwidth:    %6.1f%%  %s\n",
                 100 * c->achieved / bw64m, c->achieved >= bw64m ? "met" : "NOT MET");
-    const case_result *b1 = find_case(res, n_res, &k_shapes[1], 1);
-    if ((c = find_case(res, n_res, &k_shapes[1], 32)) && b1)
+    const case_result *b1 = find_case(res, n_res, n110, DT_F32, 1);
+    if ((c = find_case(res, n_res, n110, DT_F32, 32)) && b1)
         fprintf(out, "  stories110M 32 seqs >= 8x batch-1:                  %6.2fx  %s\n", c->tok_s / b1->tok_s,
                 c->tok_s >= 8 * b1->tok_s ? "met" : "NOT MET");
+    print_type_goals(out, res, n_res, bw1g);
 }
 
 static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_level lvl, const bw_set *bw,
@@ -524,7 +632,7 @@ static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_
 {
     double bw1g = bw->b1g, bw64m = bw->b64m;
     if (n_res > 0)
-        fprintf(out, "\ncpu_decode: libinfer %s, %d threads (%s), %d-token prompts, %d new tokens, fp32 weights\n",
+        fprintf(out, "\ncpu_decode: libinfer %s, %d threads (%s), %d-token prompts, %d new tokens\n",
                 infer_version(), threads, o->caller_mode ? "caller-driven" : "engine thread", o->prompt_tokens,
                 o->new_tokens);
     fprintf(out, "read bandwidth (%s, %d threads): 1 GiB %.2f GB/s, 64 MiB %.2f GB/s%s\n", simd_name(lvl),
@@ -550,22 +658,23 @@ static void print_results(FILE *out, FILE *js, const opts *o, int threads, simd_
     fprintf(js, "]}\n");
     for (int i = 0; i < n_res; i++) {
         const case_result *r = &res[i];
-        const case_result *one = find_case(res, n_res, &r->sh, 1);
+        const case_result *one = find_case(res, n_res, r->sh.name, r->type, 1);
         fprintf(js,
-                "{\"bench\":\"cpu_decode\",\"case\":\"%s/seqs%d\",\"model\":\"%s\",\"dim\":%d,\"hidden\":%d,"
+                "{\"bench\":\"cpu_decode\",\"case\":\"%s/seqs%d\",\"model\":\"%s\",\"format\":\"%s\","
+                "\"from_file\":%d,\"dim\":%d,\"hidden\":%d,"
                 "\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,\"vocab\":%d,\"seq_len\":%d,"
                 "\"threads\":%d,\"seqs\":%d,\"prompt_tokens\":%d,\"new_tokens\":%d,\"decode_tokens\":%ld,"
                 "\"window_s\":%.6g,\"ttft_s\":%.6g,\"tok_s\":%.6g,\"ms_per_step\":%.6g,"
                 "\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"mean_ctx\":%.6g,"
                 "\"bytes_per_step\":%.6g,\"achieved_Bps\":%.6g,\"pct_bw_1GiB\":%.4g,\"pct_bw_64MiB\":%.4g,"
-                "\"vs_batch1\":%.4g,\"steps\":%lld,\"preempted\":%lld,\"other_cores\":%.3g}\n",
-                r->sh.key, r->n_seqs, r->sh.name, r->sh.dim, r->sh.hidden, r->sh.n_layers, r->sh.n_heads,
+                "\"vs_batch1\":%.4g,\"vs_f32\":%.4g,\"steps\":%lld,\"preempted\":%lld,\"other_cores\":%.3g}\n",
+                r->key, r->n_seqs, r->sh.name, dtype_name(r->type), r->from_file, r->sh.dim, r->sh.hidden, r->sh.n_layers, r->sh.n_heads,
                 r->sh.n_kv_heads, r->sh.vocab, r->sh.seq_len, threads, r->n_seqs, r->prompt_tokens,
                 r->new_tokens, r->decode_tokens, r->window_s, r->ttft_s, r->tok_s, 1e3 / r->steps_s,
-                (unsigned long long)bench_weight_bytes(&r->sh), (unsigned long long)bench_kv_bytes_per_token(&r->sh),
+                (unsigned long long)r->weight_bytes, (unsigned long long)bench_kv_bytes_per_token(&r->sh),
                 r->mean_ctx, r->bytes_per_step, r->achieved, 100 * r->achieved / bw1g,
                 100 * r->achieved / bw64m, one && one->tok_s > 0 ? r->tok_s / one->tok_s : 0,
-                (long long)r->steps, (long long)r->preempted, r->others);
+                vs_f32(res, n_res, r), (long long)r->steps, (long long)r->preempted, r->others);
     }
 }
 
@@ -575,10 +684,17 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cpu_decode [options]\n"
-            "Decode throughput of libinfer's CPU backend on synthetic stories15M/110M-shaped fp32\n"
-            "checkpoints, set against the memory read bandwidth measured in the same run.\n"
+            "Decode throughput of libinfer's CPU backend on synthetic stories15M/110M-shaped\n"
+            "checkpoints (fp32, or other types with --formats) and optionally a model file, set\n"
+            "against the memory read bandwidth measured in the same run.\n"
             "  --shapes LIST        model shapes, from 15m,110m (default both)\n"
-            "  --seqs LIST          concurrent sequences per case (default 1,8,32; 1 is always run)\n"
+            "  --formats LIST       weight types per shape, from f32,f16,q8_0,q4_0,q4_1 (default f32: the\n"
+            "                       llama2.c checkpoint; the others are GGUF files of the same values)\n"
+            "  --model PATH         also measure this GGUF model file (left in place), e.g.\n"
+            "                       build/models/SmolLM2-135M-Instruct.Q4_1.gguf\n"
+            "  --label NAME         its name in the table and JSON (default: the file name)\n"
+            "  --seqs LIST          concurrent sequences per case (default 1,8,32; 1 is always run;\n"
+            "                       applies to every shape, type and --model)\n"
             "  -t, --threads N      compute threads (default: every core in this process's affinity mask)\n"
             "  -n, --new-tokens N   tokens generated per request (default 256)\n"
             "      --prompt-tokens N prompt length in tokens, BOS included (default 16)\n"
@@ -595,6 +711,28 @@ static void usage(FILE *f)
             "Temporary files go to a mkdtemp() folder under $TMPDIR (default /tmp) and are removed.\n");
 }
 
+/* --formats: a list of k_formats names, run in the order given. */
+static int parse_formats(const char *v, opts *o)
+{
+    if (!v) { fprintf(stderr, PROG ": --formats needs a list such as f32,q4_0\n"); return -1; }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    o->n_formats = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int k = 0;
+        while (k < N_FORMATS && strcasecmp(tok, k_formats[k].name)) k++;
+        if (k == N_FORMATS) {
+            fprintf(stderr, PROG ": unknown format '%s' (known: f32, f16, q8_0, q4_0, q4_1)\n", tok);
+            return -1;
+        }
+        int dup = 0;
+        for (int j = 0; j < o->n_formats; j++) dup |= o->order[j] == k;
+        if (!dup) o->order[o->n_formats++] = k;
+    }
+    if (o->n_formats == 0) { fprintf(stderr, PROG ": --formats is empty\n"); return -1; }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -606,6 +744,7 @@ static int parse_args(int argc, char **argv, opts *o)
     o->seqs[2] = 32;
     o->n_seqs = 3;
     for (int i = 0; i < N_SHAPES; i++) o->shape_on[i] = 1;
+    o->order[o->n_formats++] = format_index(DT_F32);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -649,6 +788,13 @@ static int parse_args(int argc, char **argv, opts *o)
                 if (!found) { fprintf(stderr, PROG ": unknown shape '%s' (known: 15m, 110m)\n", tok); return -1; }
             }
             i++;
+        } else if (!strcmp(a, "--formats")) {
+            if (parse_formats(v, o)) return -1;
+            i++;
+        } else if (!strcmp(a, "--model") || !strcmp(a, "--label")) {
+            if (!v) { fprintf(stderr, PROG ": %s needs a value\n", a); return -1; }
+            *(a[2] == 'm' ? &o->model : &o->label) = v;
+            i++;
         } else if (!strcmp(a, "--seqs")) {
             if (!v) { fprintf(stderr, PROG ": --seqs needs a list such as 1,8,32\n"); return -1; }
             char buf[256];
@@ -669,6 +815,10 @@ static int parse_args(int argc, char **argv, opts *o)
             fprintf(stderr, PROG ": unknown option '%s' (see --help)\n", a);
             return -1;
         }
+    }
+    if (o->model && !o->label) {
+        const char *slash = strrchr(o->model, '/');
+        o->label = slash ? slash + 1 : o->model;
     }
     if (o->new_tokens < 0) o->new_tokens = o->quick ? 32 : 256;
     if (o->repeat == 0) o->repeat = o->quick ? 1 : 3;
@@ -724,13 +874,20 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "tokenizer: %s\n", tok_path);
 
-    case_result res[N_SHAPES * MAX_SEQ_CASES];
+    case_result res[MAX_MODELS * MAX_SEQ_CASES];
     int n_res = 0, failed = 0, n_run = 0;
     for (int k = 0; k < N_SHAPES && !failed; k++) {
         if (!o.shape_on[k]) continue;
-        /* Between models too: on a shared machine, more chances of a quiet moment. */
+        for (int f = 0; f < o.n_formats && !failed; f++) {
+            /* Between models too: on a shared machine, more chances of a quiet moment. */
+            if (n_run++ > 0 && bw_measure_pass(&bw, threads, o.quick, lvl)) failed = 1;
+            dtype t = k_formats[o.order[f]].type;
+            if (!failed && run_shape(&o, threads, &k_shapes[k], t, dir, tok_path, res, &n_res)) failed = 1;
+        }
+    }
+    if (!failed && o.model) {
         if (n_run++ > 0 && bw_measure_pass(&bw, threads, o.quick, lvl)) failed = 1;
-        if (!failed && run_shape(&o, threads, &k_shapes[k], dir, tok_path, res, &n_res)) failed = 1;
+        if (!failed && run_model_file(&o, threads, res, &n_res)) failed = 1;
     }
     cleanup_dir(dir, tok_written);
     if (failed || bw_measure_pass(&bw, threads, o.quick, lvl)) {
