@@ -9,11 +9,11 @@
 ** same quantized activations, 2e-2 against unquantized ones; argmax, gathers and
 ** dequantization exact.
 */
-#include "golden_util.h"
-
 #include <infer.h>
 
 #ifdef INFER_HAVE_CUDA
+#include "golden_util.h"
+
 #include <cuda_runtime.h>
 
 #include "../kernels/kernels.h"
@@ -720,6 +720,7 @@ int main(void)
 }
 
 #else /* a build without CUDA */
+#include "test_util.h"
 
 static void test_no_cuda(void **state)
 {
