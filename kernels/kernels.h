@@ -132,9 +132,6 @@ int k_argmax(void *stream, int32_t *ids, void *scratch, const float *logits, int
 #define K_SAMPLE_MAX_K 64
 int k_sample_topk(void *stream, int32_t *ids, const float *logits, int rows, int n, const float *params);
 
-/* Read-only pass over n bytes (bandwidth checks): sums 16-byte words into *sink. */
-int k_read_sum(void *stream, const void *buf, size_t n, unsigned long long *sink);
-
 #ifdef __cplusplus
 }
 #endif

@@ -78,28 +78,6 @@ extern "C" int k_argmax(void *stream, int32_t *ids, void *scratch, const float *
     return LAUNCHED();
 }
 
-__global__ void read_sum_kernel(const uint4 *p, size_t n16, unsigned long long *sink)
-{
-    unsigned acc = 0;
-    size_t stride = (size_t)gridDim.x * blockDim.x;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    for (; i + 3 * stride < n16; i += 4 * stride) {
-        uint4 a = p[i], b = p[i + stride], c = p[i + 2 * stride], d = p[i + 3 * stride];
-        acc += a.x ^ b.y ^ c.z ^ d.w;
-    }
-    for (; i < n16; i += stride) acc += p[i].x;
-    if (acc == 0x12345678u) atomicAdd(sink, 1ull); /* keeps the loads alive */
-}
-
-extern "C" int k_read_sum(void *stream, const void *buf, size_t n, unsigned long long *sink)
-{
-    int dev = 0, sms = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    launch_pdl(read_sum_kernel, sms * 8, 512, 0, S(stream), (const uint4 *)buf, n / 16, sink);
-    return LAUNCHED();
-}
-
 /* ---- top-k sampling on the device ---- */
 
 #define SK_LOCAL 8 /* candidates each thread keeps from its slice */

@@ -90,8 +90,7 @@ typedef struct cuda_model {
     double prof_pack_ms, prof_gpu_ms, prof_wall_ms;
     void *prof_ev[2];
     uint8_t *hfull;          /* per logit row: copy the full row to the host */
-    float *hlogits;          /* (max_rows, vocab) host rows for the sampler (grown on demand) */
-    size_t hlogits_rows;
+    float *hlogits;          /* (max_rows, vocab) host rows for the sampler; pages touched only by rows copied */
     void *pf_kc, *pf_vc, *pf_q, *pf_p; /* prefill attention scratch (NULL for f32 models) */
     float *pf_s;
     pf_seg segs[CUDA_MAX_SEGS];        /* this step's chunks on that path */

@@ -181,6 +181,20 @@ static void free_kmat(kmat *k)
     k->wide = NULL;
 }
 
+/* Product matrix i of the model: the four of each layer (QKV, O, gate|up, down), then the
+** classifier (i = 4 * n_layers). */
+static kmat *product_mat(cuda_model *cm, int n_layers, int i)
+{
+    if (i == 4 * n_layers) return &cm->wcls;
+    dlayer *d = &cm->layers[i / 4];
+    switch (i % 4) {
+    case 0: return &d->wqkv;
+    case 1: return &d->wo;
+    case 2: return &d->wgu;
+    default: return &d->w2;
+    }
+}
+
 /* Batched products of int8 weights go through cuBLAS on a 16-bit copy: dequantizing every
 ** step cost more than it saved (1B Q8_0 at 64 sequences: 11.0k tok/s against 29.5k for bf16).
 ** The copies are made when the GPU has room for them plus 2 GiB (INFER_CUDA_WIDE=0: never);
@@ -189,22 +203,22 @@ static infer_status make_wide(cuda_model *cm, const infer_model *m)
 {
     const char *env = getenv("INFER_CUDA_WIDE");
     if (env && *env == '0') return INFER_OK;
-    kmat *ms[4 * 512 + 1];
-    int n = 0;
+    int n_mats = 4 * m->hp.n_layers + 1, n = 0;
     size_t bytes = 0;
-    for (int l = 0; l < m->hp.n_layers && n < 4 * 512; l++) {
-        dlayer *d = &cm->layers[l];
-        kmat *ls[4] = { &d->wqkv, &d->wo, &d->wgu, &d->w2 };
-        for (int i = 0; i < 4; i++)
-            if (is_quant(ls[i]->type)) ms[n++] = ls[i];
+    for (int i = 0; i < n_mats; i++) {
+        const kmat *w = product_mat(cm, m->hp.n_layers, i);
+        if (is_quant(w->type)) {
+            bytes += (size_t)w->n * (size_t)w->k * 2;
+            n++;
+        }
     }
-    if (is_quant(cm->wcls.type)) ms[n++] = &cm->wcls;
-    for (int i = 0; i < n; i++) bytes += (size_t)ms[i]->n * (size_t)ms[i]->k * 2;
     size_t free_b = 0, total_b = 0;
     if (!n || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || bytes + ((size_t)2 << 30) > free_b) return INFER_OK;
-    for (int i = 0; i < n; i++) {
-        CU(cudaMalloc(&ms[i]->wide, (size_t)ms[i]->n * (size_t)ms[i]->k * 2));
-        KL(k_dequant(NULL, ms[i]->wide, cm->cdt, ms[i]));
+    for (int i = 0; i < n_mats; i++) {
+        kmat *w = product_mat(cm, m->hp.n_layers, i);
+        if (!is_quant(w->type)) continue;
+        CU(cudaMalloc(&w->wide, (size_t)w->n * (size_t)w->k * 2));
+        KL(k_dequant(NULL, w->wide, cm->cdt, w));
     }
     CU(cudaStreamSynchronize(NULL));
     cm->work_bytes += bytes;
@@ -359,13 +373,10 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
     if (wst) return wst;
     /* scratch for the largest quantized matrix without a 16-bit copy, dequantized for cuBLAS */
     size_t wt = 0;
-    for (int l = 0; l < hp->n_layers; l++) {
-        const dlayer *d = &cm->layers[l];
-        const kmat *ms[4] = { &d->wqkv, &d->wo, &d->wgu, &d->w2 };
-        for (int i = 0; i < 4; i++)
-            if (is_quant(ms[i]->type) && !ms[i]->wide) wt = INFER_MAX(wt, (size_t)ms[i]->n * (size_t)ms[i]->k * 2);
+    for (int i = 0; i < 4 * hp->n_layers + 1; i++) {
+        const kmat *w = product_mat(cm, m->hp.n_layers, i);
+        if (is_quant(w->type) && !w->wide) wt = INFER_MAX(wt, (size_t)w->n * (size_t)w->k * 2);
     }
-    if (is_quant(cm->wcls.type) && !cm->wcls.wide) wt = INFER_MAX(wt, (size_t)cm->wcls.n * (size_t)cm->wcls.k * 2);
     if (wt) {
         if ((e = cudaMalloc(&cm->wtmp, wt)) != cudaSuccess) return cu_fail(e, "cudaMalloc (dequantization scratch)");
         cm->work_bytes += wt;
@@ -377,7 +388,6 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
     cm->hfull = calloc(R, 1);
     cm->hlogits = malloc(R * V * sizeof(float)); /* pages are touched only for rows the host samples */
     if (!cm->hfull || !cm->hlogits) return infer_err(INFER_ENOMEM, "out of memory");
-    cm->hlogits_rows = R;
     return INFER_OK;
 }
 
