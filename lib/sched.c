@@ -227,7 +227,7 @@ static void add_rows(infer_session *s, seq *q, int chunk)
         int samples = completes && j == chunk - 1, on_dev = 0;
         float dp[6];
         /* A device backend draws top-k samples itself: the request's draw is taken here. */
-        if (samples && !q->want_logits && q->model->dev && s->be->ops->forward)
+        if (samples && !q->want_logits && q->model->dev)
             on_dev = sampler_device_params(q->smp, SAMPLE_DEVICE_MAX_K, dp);
         batch_add(&s->b, q->tokens[pos], pos, &q->kv, q->want_logits || samples,
                   q->want_logits || (!on_dev && !sampler_is_greedy(q->smp)));
