@@ -45,6 +45,20 @@ CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(wildcard kernels/*.cu))
 LIB_SRC += $(wildcard lib/cuda/*.c)
 CUDA_CFLAGS := -DINFER_HAVE_CUDA -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -Wl,-rpath,$(CUDA_HOME)/lib64
+# NCCL, for tensor parallelism over several GPUs (n_devices > 1), where its header is found: in
+# the CUDA toolkit (CUDA 13 ships it), /usr, or NCCL_HOME (e.g. the nvidia-nccl pip package's
+# directory). Without it the library builds the same and answers n_devices > 1 with
+# INFER_EUNSUPPORTED. NCCL=0 opts out.
+NCCL ?= 1
+ifeq ($(NCCL),1)
+NCCL_HOME ?= $(firstword $(foreach d,$(CUDA_HOME) /usr,$(if $(wildcard $(d)/include/nccl.h),$(d))))
+endif
+ifneq ($(NCCL_HOME),)
+NCCL_LIBDIR ?= $(firstword $(foreach d,$(NCCL_HOME)/lib64 $(NCCL_HOME)/lib /usr/lib/x86_64-linux-gnu,\
+                 $(if $(wildcard $(d)/libnccl.so.2),$(d))))
+CUDA_CFLAGS += -DINFER_HAVE_NCCL -I$(NCCL_HOME)/include
+CUDA_LIBS += -L$(NCCL_LIBDIR) -l:libnccl.so.2 -Wl,-rpath,$(NCCL_LIBDIR)
+endif
 endif
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_OBJ)

@@ -95,6 +95,7 @@ typedef struct opts {
     infer_backend backend;
     const char *backend_name;
     int threads;
+    int devices[8], n_devices;  /* --devices: GPUs (several: tensor parallelism) */
     int prompt_tokens, new_tokens, prefill, repeat;
     int seqs[MAX_SEQ_CASES], n_seqs;
     size_t kv_bytes;
@@ -276,9 +277,10 @@ static void print_json(FILE *js, const opts *o, const case_result *res, int n_re
                     "\"step_ms\":%.6g,\"weight_bytes\":%.6g,\"kv_bytes\":%.6g,\"achieved_GBps\":%.6g,",
                 o->label, r->kind, r->seqs, r->tok_s, 1e3 * step_s, W, kv,
                 W > 0 && step_s > 0 ? (W + kv) / step_s / 1e9 : 0);
-        fprintf(js, "\"shape\":\"%s\",\"dtype\":\"%s\",\"backend\":\"%s\",\"wbits\":%.6g,\"out_wbits\":%.6g,"
-                    "\"kv_elem_bytes\":%d,\"params\":%llu,\"output_params\":%llu,",
-                o->shape ? o->shape->sh.key : "", o->dtype, o->backend_name, o->wbits, o->out_wbits, o->kv_elem_bytes,
+        fprintf(js, "\"shape\":\"%s\",\"dtype\":\"%s\",\"backend\":\"%s\",\"gpus\":%d,\"wbits\":%.6g,"
+                    "\"out_wbits\":%.6g,\"kv_elem_bytes\":%d,\"params\":%llu,\"output_params\":%llu,",
+                o->shape ? o->shape->sh.key : "", o->dtype, o->backend_name, o->n_devices > 1 ? o->n_devices : 1,
+                o->wbits, o->out_wbits, o->kv_elem_bytes,
                 (unsigned long long)(o->shape ? layer_params(&o->shape->sh) : 0),
                 (unsigned long long)(o->shape ? output_params(&o->shape->sh) : 0));
         if (dec) {
@@ -301,6 +303,13 @@ static void print_json(FILE *js, const opts *o, const case_result *res, int n_re
 
 /* ---------------------------------------------------------------------------- session */
 
+/* The library's warnings and errors: why a request failed is said there. */
+static void lib_log(void *user, infer_log_level level, const char *msg)
+{
+    (void)user;
+    fprintf(stderr, PROG ": libinfer %s: %s\n", level == INFER_LOG_ERROR ? "error" : "warning", msg);
+}
+
 static int bench_model(const opts *o, case_result *res, int *n_res)
 {
     int max_n = 1;
@@ -312,6 +321,9 @@ static int bench_model(const opts *o, case_result *res, int *n_res)
     sp.backend = o->backend;
     sp.n_threads = o->threads;
     sp.prefix_cache = 0;
+    sp.log_fn = lib_log;
+    sp.n_devices = o->n_devices;
+    for (int i = 0; i < o->n_devices; i++) sp.devices[i] = o->devices[i];
     if (sp.max_running < max_n) sp.max_running = max_n;
     if (sp.queue_capacity < 2 * max_n) sp.queue_capacity = 2 * max_n;
     int bt = o->batch_tokens;
@@ -437,6 +449,8 @@ static void usage(FILE *f)
             "      --prefill N        prompt tokens of the prefill case; 0 = none (default 512)\n"
             "      --repeat N         runs per case; the median counts (default 3; prefill at least 5)\n"
             "      --kv-bytes B       KV pool in bytes, K/M/G suffixes allowed (default 8G; raised if too small)\n"
+            "      --devices LIST     GPUs to use, e.g. 0,1: the model's layers split across them (tensor\n"
+            "                         parallelism; default: GPU 0)\n"
             "      --batch-tokens N   max_batch_tokens (default max(2048, prefill + largest seqs))\n"
             "  -o, --json PATH        JSON lines to PATH instead of stdout after the table ('-' = stdout)\n"
             "  -h, --help             this text\n");
@@ -527,6 +541,15 @@ static int parse_args(int argc, char **argv, opts *o)
             if (bench_parse_int(a, v, 1, MAX_RUNS, &o->repeat)) return -1;
         } else if (!strcmp(a, "--kv-bytes")) {
             if (parse_size(a, v, &o->kv_bytes)) return -1;
+        } else if (!strcmp(a, "--devices")) {
+            if (!v) { fprintf(stderr, PROG ": --devices needs a list of GPU ordinals such as 0,1\n"); return -1; }
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_devices = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (o->n_devices == 8) { fprintf(stderr, PROG ": --devices: at most 8\n"); return -1; }
+                if (bench_parse_int(a, tok, 0, 1023, &o->devices[o->n_devices++])) return -1;
+            }
         } else if (!strcmp(a, "--batch-tokens")) {
             if (bench_parse_int(a, v, 1, 1 << 20, &o->batch_tokens)) return -1;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--json")) {

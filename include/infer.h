@@ -117,8 +117,9 @@ typedef struct infer_session_params {
     size_t kv_cache_bytes;     /* KV pool of each loaded model, in bytes; default 256 MiB */
     int prefix_cache;          /* share the KV of identical prompt prefixes (full blocks);
                                   default 1 */
-    int n_devices;             /* CUDA: GPUs used (a model's layers split across them);
-                                  default 0 = one, devices[0] */
+    int n_devices;             /* CUDA: GPUs used; > 1 splits every layer across them
+                                  (tensor parallelism, NCCL; see the README); default 0 =
+                                  one, devices[0] */
     int devices[INFER_MAX_DEVICES]; /* CUDA device ordinals; default {0} */
     infer_log_fn log_fn;       /* default NULL: no logging */
     void *log_user;

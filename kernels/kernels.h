@@ -32,8 +32,9 @@ typedef struct kmat {
     void *wide;       /* quantized: a 16-bit copy for batched (cuBLAS) products, or NULL (host use) */
 } kmat;
 
-/* Embedding rows: out[r] = table[tokens[r]] as fp32 (r < rows). */
-int k_embed(void *stream, float *out, const kmat *table, const int32_t *tokens, int rows);
+/* Embedding rows: out[r] = table[tokens[r] - v0] as fp32 (r < rows), zero where tokens[r] - v0
+** is outside the table (a tensor-parallel rank's vocabulary slice; v0 = 0 on one GPU). */
+int k_embed(void *stream, float *out, const kmat *table, const int32_t *tokens, int rows, int64_t v0);
 
 /* Fused residual add + RMSNorm over rows of n: if add != NULL, x += add (in place);
 ** then out[r] = x[idx ? idx[r] : r] / rms * w, stored as out_type (KT_F32, KT_F16 or KT_BF16:

@@ -14,6 +14,24 @@
 
 #define MAX_CASES 8
 
+/* GPUs the sessions of golden_model use (0 = the backend's default; n > 1: devices 0..n-1,
+** tensor parallelism). */
+static int golden_n_devices;
+
+/* The library's warnings and errors (a failed forward pass says why only there). */
+static void golden_log(void *user, infer_log_level level, const char *msg)
+{
+    (void)user;
+    printf("    [libinfer %s] %s\n", level == INFER_LOG_ERROR ? "error" : "warning", msg);
+}
+
+static void golden_devices(infer_session_params *sp)
+{
+    sp->log_fn = golden_log;
+    sp->n_devices = golden_n_devices;
+    for (int i = 0; i < golden_n_devices && i < INFER_MAX_DEVICES; i++) sp->devices[i] = i;
+}
+
 typedef struct gcase {
     char *prompt;
     int32_t *prompt_ids, *gen_ids;
@@ -157,6 +175,7 @@ static void golden_model(infer_backend be, const char *model, const char *tok, c
     infer_session_params_init(&sp);
     sp.threading = INFER_THREADING_CALLER;
     sp.backend = be;
+    golden_devices(&sp);
     infer_session *s;
     assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
     infer_model_params mp;
@@ -174,7 +193,8 @@ static void golden_model(infer_backend be, const char *model, const char *tok, c
         float e = run_case(s, &c[i], exact, 2e-4f); /* a flip needs margin < 2 x the 1e-4 bound */
         if (e > worst) worst = e;
     }
-    printf("    %s: 5 cases, max |logit error| %.2e (bound 1e-4)\n", model, (double)worst);
+    printf("    %s%s: 5 cases, max |logit error| %.2e (bound 1e-4)\n", model,
+           golden_n_devices > 1 ? " on 2+ GPUs" : "", (double)worst);
     assert_true(worst <= 1e-4f);
     free_cases(c, n);
     infer_session_destroy(s);

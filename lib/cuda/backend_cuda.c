@@ -79,14 +79,23 @@ static infer_status h_attention(backend *be, const attn_args *a)
     return c->ops->attention(c, a);
 }
 
-static void cuda_destroy(backend *be)
+void cuda_close_device(cuda_be *c)
 {
-    cuda_be *c = cbe(be);
-    if (!c) return;
     cudaSetDevice(c->dev);
     if (c->blas) cublasDestroy(c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
     if (c->stream) cudaStreamDestroy(c->stream);
+    c->blas = NULL;
+    c->blas_ws = NULL;
+    c->stream = NULL;
+}
+
+static void cuda_destroy(backend *be)
+{
+    cuda_be *c = cbe(be);
+    if (!c) return;
+    cuda_tp_close(c);
+    cuda_close_device(c);
     backend_destroy(c->cpu);
     free(c);
 }
@@ -147,12 +156,6 @@ infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, con
 
 /* ---- the step ---- */
 
-/* Pointers into the device copy of the step's metadata for a step of capacity R rows. */
-typedef struct step_ptrs {
-    int32_t *tokens, *pos, *slot, *lrow, *tiles, *bt_off, *bt;
-    float *samp; /* (R, 6) device sampling params of each logit row */
-} step_ptrs;
-
 _Static_assert(SAMPLE_DEVICE_MAX_K == K_SAMPLE_MAX_K, "the scheduler's and the kernel's top-k limits differ");
 
 static step_ptrs meta_ptrs(int32_t *base, int R)
@@ -169,77 +172,96 @@ static step_ptrs meta_ptrs(int32_t *base, int R)
     return p;
 }
 
-/* The shape of one step as the kernels see it. */
-typedef struct step_shape {
-    int rows;        /* rows computed (padded for graphs) */
-    int n_logits;    /* logit rows (lrow entries) */
-    int n_tiles;
-    int tile_rows;
-    int n_splits, split_len;
-    int sample;      /* some logit row is sampled on the device (always in graphs) */
-} step_shape;
+/* ---- the pieces of a step (run_layers on one GPU; tp_cuda.c across several) ---- */
 
-/* Enqueue every kernel of a step (also what a graph captures). */
-static infer_status copy_full_rows(cuda_be *c, cuda_model *cm, const infer_model *m, int j0, int nl);
-
-static infer_status run_layers(cuda_be *c, cuda_model *cm, const infer_model *m, const step_shape *sh,
-                               const step_ptrs *p, int n_lrows)
+infer_status cu_embed(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int64_t v0)
 {
-    const llama_hparams *hp = &m->hp;
-    int T = sh->rows, D = hp->dim, hd = hp->head_dim;
+    KL(k_embed(c->stream, cm->x, &cm->embd, p->tokens, sh->rows, v0));
+    return INFER_OK;
+}
+
+static attn_desc attn_of(cuda_model *cm, const step_shape *sh, const step_ptrs *p)
+{
+    const llama_hparams *hp = &cm->hp;
+    return (attn_desc){ .q = cm->q, .tiles = p->tiles, .pos = p->pos, .bt = p->bt, .bt_off = p->bt_off,
+                        .part_o = cm->part_o, .part_ml = cm->part_ml, .n_tiles = sh->n_tiles, .rows = sh->rows,
+                        .tile_rows = sh->tile_rows, .n_splits = sh->n_splits, .split_len = sh->split_len,
+                        .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim,
+                        .scale = 1.0f / sqrtf((float)hp->head_dim) };
+}
+
+/* RMSNorm is fused into the QKV and gate|up products, the residual add into the O and down
+** products, SwiGLU into the gate|up product (matrix-vector path; cu_matmul splits them out
+** around cuBLAS). */
+infer_status cu_attn_half(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int l, int acc)
+{
+    const llama_hparams *hp = &cm->hp;
+    const dlayer *L = &cm->layers[l];
+    int T = sh->rows;
     infer_status st;
-    KL(k_embed(c->stream, cm->x, &cm->embd, p->tokens, T));
-    attn_desc ad = { .q = cm->q, .tiles = p->tiles, .pos = p->pos, .bt = p->bt, .bt_off = p->bt_off,
-                     .part_o = cm->part_o, .part_ml = cm->part_ml, .n_tiles = sh->n_tiles, .rows = T,
-                     .tile_rows = sh->tile_rows, .n_splits = sh->n_splits, .split_len = sh->split_len,
-                     .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hd,
-                     .scale = 1.0f / sqrtf((float)hd) };
-    /* Per layer: RMSNorm fused into the QKV and gate|up products, the residual adds into the O
-    ** and down products, SwiGLU into the gate|up product (matrix-vector path; cu_matmul splits
-    ** them out around cuBLAS). */
-    for (int l = 0; l < hp->n_layers; l++) {
-        const dlayer *L = &cm->layers[l];
-        if ((st = cu_matmul(c, cm, cm->qkv, cm->x, &L->wqkv, T, L->attn_norm, 0))) return st;
-        KL(k_rope_store(c->stream, cm->q, cm->qkv, L->bqkv, p->pos, p->slot, cm->freqs, hp->rope == ROPE_NEOX, T,
-                        hp->n_heads, hp->n_kv_heads, hd, &cm->kv, l));
-        KL(k_attention(c->stream, &ad, &cm->kv, l));
-        int o_blas = cu_uses_blas(c, &L->wo, T), d_blas = cu_uses_blas(c, &L->w2, T);
-        KL(o_blas ? k_attn_combine(c->stream, cm->xc, cm->cdt, &ad) : k_attn_combine(c->stream, cm->att, KT_F32, &ad));
-        for (int i = 0; i < cm->n_segs; i++) /* long prompt chunks (their rows had no tiles) */
-            if ((st = cuda_prefill_attention(c, cm, m, &cm->segs[i], p->bt, l))) return st;
-        if ((st = cu_matmul(c, cm, cm->x, cm->att, &L->wo, T, NULL, MM_ACC | (o_blas ? MM_XC : 0)))) return st;
-        if ((st = cu_matmul(c, cm, cm->h, cm->x, &L->wgu, T, L->ffn_norm, MM_PAIR | (d_blas ? MM_OUT_XC : 0))))
-            return st;
-        if ((st = cu_matmul(c, cm, cm->x, cm->h, &L->w2, T, NULL, MM_ACC | (d_blas ? MM_XC : 0)))) return st;
-    }
-    /* Logit rows in chunks of the logits buffer: final norm of the gathered rows (adding the
-    ** last FFN output to them), classifier, argmax. */
-    for (int j0 = 0; j0 < n_lrows; j0 += cm->logit_cap) {
-        int nl = INFER_MIN(cm->logit_cap, n_lrows - j0);
-        int blas = cu_uses_blas(c, &cm->wcls, nl);
-        KL(blas ? k_rmsnorm(c->stream, cm->xc, cm->cdt, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps)
-                : k_rmsnorm(c->stream, cm->xb, KT_F32, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, hp->rms_eps));
-        if ((st = cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl, NULL, blas ? MM_XC : 0))) return st;
-        KL(k_argmax(c->stream, cm->ids + j0, cm->amkeys, cm->logits, nl, hp->vocab_size));
-        if (sh->sample) KL(k_sample_topk(c->stream, cm->ids + j0, cm->logits, nl, hp->vocab_size, p->samp + 6 * (size_t)j0));
-        if (j0 + nl < n_lrows) {
-            /* later chunks overwrite cm->logits: the host's rows of this chunk go now (never
-            ** inside a graph: graphs cover at most logit_cap rows) */
-            if ((st = copy_full_rows(c, cm, m, j0, nl))) return st;
-        }
+    attn_desc ad = attn_of(cm, sh, p);
+    if ((st = cu_matmul(c, cm, cm->qkv, cm->x, &L->wqkv, T, L->attn_norm, 0))) return st;
+    KL(k_rope_store(c->stream, cm->q, cm->qkv, L->bqkv, p->pos, p->slot, cm->freqs, hp->rope == ROPE_NEOX, T,
+                    hp->n_heads, hp->n_kv_heads, hp->head_dim, &cm->kv, l));
+    KL(k_attention(c->stream, &ad, &cm->kv, l));
+    int o_blas = cu_uses_blas(c, &L->wo, T);
+    KL(o_blas ? k_attn_combine(c->stream, cm->xc, cm->cdt, &ad) : k_attn_combine(c->stream, cm->att, KT_F32, &ad));
+    for (int i = 0; i < cm->n_segs; i++) /* long prompt chunks (their rows had no tiles) */
+        if ((st = cuda_prefill_attention(c, cm, &cm->segs[i], p->bt, l))) return st;
+    return cu_matmul(c, cm, cm->x, cm->att, &L->wo, T, NULL, (acc ? MM_ACC : 0) | (o_blas ? MM_XC : 0));
+}
+
+infer_status cu_ffn_half(cuda_be *c, cuda_model *cm, const step_shape *sh, int l, int acc)
+{
+    const dlayer *L = &cm->layers[l];
+    int T = sh->rows, d_blas = cu_uses_blas(c, &L->w2, T);
+    infer_status st = cu_matmul(c, cm, cm->h, cm->x, &L->wgu, T, L->ffn_norm, MM_PAIR | (d_blas ? MM_OUT_XC : 0));
+    if (st) return st;
+    return cu_matmul(c, cm, cm->x, cm->h, &L->w2, T, NULL, (acc ? MM_ACC : 0) | (d_blas ? MM_XC : 0));
+}
+
+infer_status cu_classify(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int j0, int nl)
+{
+    (void)sh;
+    int blas = cu_uses_blas(c, &cm->wcls, nl), D = cm->hp.dim;
+    KL(blas ? k_rmsnorm(c->stream, cm->xc, cm->cdt, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, cm->eps)
+            : k_rmsnorm(c->stream, cm->xb, KT_F32, cm->x, NULL, cm->out_norm, p->lrow + j0, nl, D, cm->eps));
+    return cu_matmul(c, cm, cm->logits, cm->xb, &cm->wcls, nl, NULL, blas ? MM_XC : 0);
+}
+
+infer_status cu_pick(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, const float *logits,
+                     int64_t V, int j0, int nl)
+{
+    KL(k_argmax(c->stream, cm->ids + j0, cm->amkeys, logits, nl, (int)V));
+    if (sh->sample) KL(k_sample_topk(c->stream, cm->ids + j0, logits, nl, (int)V, p->samp + 6 * (size_t)j0));
+    return INFER_OK;
+}
+
+infer_status cu_copy_full_rows(cuda_be *c, cuda_model *cm, const float *logits, int64_t V, int j0, int nl)
+{
+    for (int j = j0; j < j0 + nl; j++) {
+        if (!cm->hfull[j]) continue;
+        CU(cudaMemcpyAsync(cm->hlogits + (size_t)j * (size_t)V, logits + (size_t)(j - j0) * (size_t)V,
+                           (size_t)V * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
     }
     return INFER_OK;
 }
 
-/* Copy the full logit rows the host asked for among logit rows [j0, j0 + nl) (currently in
-** cm->logits) into cm->hlogits. */
-static infer_status copy_full_rows(cuda_be *c, cuda_model *cm, const infer_model *m, int j0, int nl)
+/* Enqueue every kernel of a step on one GPU (also what a graph captures). Logit rows go in
+** chunks of the logits buffer; the host's full rows of a chunk are copied before the next
+** chunk overwrites them (never inside a graph: graphs cover at most logit_cap rows), those of
+** the last chunk by the caller. */
+static infer_status run_layers(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int n_lrows)
 {
-    size_t nv = (size_t)m->hp.vocab_size;
-    for (int j = j0; j < j0 + nl; j++) {
-        if (!cm->hfull[j]) continue;
-        CU(cudaMemcpyAsync(cm->hlogits + (size_t)j * nv, cm->logits + (size_t)(j - j0) * nv, nv * sizeof(float),
-                           cudaMemcpyDeviceToHost, c->stream));
+    infer_status st;
+    if ((st = cu_embed(c, cm, sh, p, 0))) return st;
+    for (int l = 0; l < cm->hp.n_layers; l++)
+        if ((st = cu_attn_half(c, cm, sh, p, l, 1)) || (st = cu_ffn_half(c, cm, sh, l, 1))) return st;
+    for (int j0 = 0; j0 < n_lrows; j0 += cm->logit_cap) {
+        int nl = INFER_MIN(cm->logit_cap, n_lrows - j0);
+        if ((st = cu_classify(c, cm, sh, p, j0, nl)) || (st = cu_pick(c, cm, sh, p, cm->logits, cm->vocab, j0, nl)))
+            return st;
+        if (j0 + nl < n_lrows && (st = cu_copy_full_rows(c, cm, cm->logits, cm->vocab, j0, nl))) return st;
     }
     return INFER_OK;
 }
@@ -256,12 +278,66 @@ static int bucket_rows(int n)
 /* Attention splits of a fixed 64 positions (flash-decoding): enough blocks for a batch of one
 ** at short contexts, and a query's result does not depend on what else is in the batch. Only
 ** when the partial-result buffer would overflow does the split grow (powers of two). */
-static void choose_splits(const cuda_model *cm, const infer_model *m, int rows, int ctx, step_shape *sh)
+static void choose_splits(const cuda_model *cm, int rows, int ctx, step_shape *sh)
 {
     int len = 64;
-    while ((size_t)rows * (size_t)m->hp.n_heads * (size_t)((ctx + len - 1) / len) > cm->part_slots) len *= 2;
+    while ((size_t)rows * (size_t)cm->hp.n_heads * (size_t)((ctx + len - 1) / len) > cm->part_slots) len *= 2;
     sh->n_splits = (ctx + len - 1) / len;
     sh->split_len = len;
+}
+
+/* Capture a decode step of R rows and context bucket ctx as a graph on every rank (each
+** rank's stream captured at once: the collectives between them are recorded in each) and
+** keep them at the same index *gi of every rank's cache (the oldest replaced when full). */
+static infer_status capture(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *dp, int R, int ctx,
+                            int *gi)
+{
+    int nr = cm->n_ranks;
+    cudaGraph_t g[INFER_MAX_DEVICES] = { 0 };
+    cudaGraphExec_t ge[INFER_MAX_DEVICES] = { 0 };
+    infer_status st = INFER_OK;
+    int begun = 0;
+    for (; begun < nr; begun++) {
+        cudaError_t e = cudaSetDevice(c->rank[begun]->dev);
+        if (e == cudaSuccess) e = cudaStreamBeginCapture(c->rank[begun]->stream, cudaStreamCaptureModeThreadLocal);
+        if (e != cudaSuccess) {
+            st = cu_fail(e, "cudaStreamBeginCapture");
+            break;
+        }
+    }
+    if (!st) st = nr > 1 ? cuda_tp_run(c, cm, sh, dp, R) : run_layers(c, cm, sh, &dp[0], R);
+    /* every capture ends before any graph is instantiated: instantiation is not permitted while
+    ** this thread still captures another rank's stream */
+    for (int r = 0; r < begun; r++) {
+        cudaSetDevice(c->rank[r]->dev);
+        cudaError_t e = cudaStreamEndCapture(c->rank[r]->stream, &g[r]);
+        if (!st && e != cudaSuccess) st = cu_fail(e, "cudaStreamEndCapture");
+    }
+    for (int r = 0; !st && r < nr; r++) {
+        cudaSetDevice(c->rank[r]->dev);
+        cudaError_t e = cudaGraphInstantiate(&ge[r], g[r], 0);
+        if (e != cudaSuccess) st = cu_fail(e, "cudaGraphInstantiate");
+    }
+    for (int r = 0; r < nr; r++) {
+        if (g[r]) cudaGraphDestroy(g[r]);
+        if (st && ge[r]) cudaGraphExecDestroy(ge[r]);
+    }
+    cudaSetDevice(c->dev);
+    if (st) return st;
+    if (cm->n_graphs == CUDA_MAX_GRAPHS) { /* full: drop the oldest */
+        for (int r = 0; r < nr; r++) {
+            cuda_model *rm = cm->peer[r];
+            cudaGraphExecDestroy(rm->graphs[0].exec);
+            memmove(rm->graphs, rm->graphs + 1, sizeof rm->graphs[0] * (CUDA_MAX_GRAPHS - 1));
+            rm->n_graphs--;
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        cuda_model *rm = cm->peer[r];
+        rm->graphs[rm->n_graphs++] = (graph_ent){ R, ctx, ge[r] };
+    }
+    *gi = cm->n_graphs - 1;
+    return INFER_OK;
 }
 
 static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fwd_out *out)
@@ -291,7 +367,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
 
     /* Pack the metadata. */
     step_ptrs hp = meta_ptrs(cm->hmeta, R);
-    int n_tiles = 0, tile_rows = use_graph ? 1 : k_attn_tile_rows(m->hp.n_heads / m->hp.n_kv_heads);
+    int n_tiles = 0, tile_rows = use_graph ? 1 : k_attn_tile_rows(cm->hp.n_heads / cm->hp.n_kv_heads);
     int32_t n_bt = 0, seq = -1, j = 0, skip_to = -1;
     cm->n_segs = 0;
     for (int r = 0; r < n; r++) {
@@ -353,54 +429,55 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         ctx = 256;
         while (ctx < maxctx) ctx *= 2;
     }
-    choose_splits(cm, m, R, ctx, &sh);
+    choose_splits(cm, R, ctx, &sh);
 
     double t1 = c->profile ? now_ms() : 0;
     if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[0], c->stream));
     size_t meta_n = 14 * (size_t)R + (size_t)n_bt;
-    CU(cudaMemcpyAsync(cm->dmeta, cm->hmeta, meta_n * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
-    step_ptrs dp = meta_ptrs(cm->dmeta, R);
+    step_ptrs dp[INFER_MAX_DEVICES];
+    for (int r = 0; r < cm->n_ranks; r++) { /* every rank gets the same metadata */
+        cuda_be *rc = c->rank[r];
+        cuda_model *rm = cm->peer[r];
+        CU(cudaSetDevice(rc->dev));
+        if (r > 0) {
+            memcpy(rm->hmeta, cm->hmeta, meta_n * sizeof(int32_t));
+            memcpy(rm->segs, cm->segs, sizeof cm->segs);
+            rm->n_segs = cm->n_segs;
+        }
+        CU(cudaMemcpyAsync(rm->dmeta, rm->hmeta, meta_n * sizeof(int32_t), cudaMemcpyHostToDevice, rc->stream));
+        dp[r] = meta_ptrs(rm->dmeta, R);
+    }
 
     infer_status st = INFER_OK;
     if (use_graph) {
-        cudaGraphExec_t ge = NULL;
+        int gi = -1;
         for (int i = 0; i < cm->n_graphs; i++)
-            if (cm->graphs[i].rows == R && cm->graphs[i].ctx == ctx) ge = cm->graphs[i].exec;
-        if (!ge) {
-            cudaGraph_t g = NULL;
-            CU(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
-            st = run_layers(c, cm, m, &sh, &dp, R);
-            cudaError_t e = cudaStreamEndCapture(c->stream, &g);
-            if (st) {
-                if (g) cudaGraphDestroy(g);
-                return st;
-            }
-            if (e != cudaSuccess) return cu_fail(e, "cudaStreamEndCapture");
-            e = cudaGraphInstantiate(&ge, g, 0);
-            cudaGraphDestroy(g);
-            if (e != cudaSuccess) return cu_fail(e, "cudaGraphInstantiate");
-            if (cm->n_graphs < CUDA_MAX_GRAPHS) {
-                cm->graphs[cm->n_graphs++] = (graph_ent){ R, ctx, ge };
-            } else { /* full: replace the oldest */
-                cudaGraphExecDestroy(cm->graphs[0].exec);
-                memmove(cm->graphs, cm->graphs + 1, sizeof cm->graphs[0] * (CUDA_MAX_GRAPHS - 1));
-                cm->graphs[CUDA_MAX_GRAPHS - 1] = (graph_ent){ R, ctx, ge };
-            }
+            if (cm->graphs[i].rows == R && cm->graphs[i].ctx == ctx) gi = i;
+        if (gi < 0 && (st = capture(c, cm, &sh, dp, R, ctx, &gi))) return st;
+        /* Every rank's replay is enqueued before any waits: the previous step ended with a
+        ** synchronize on each, so no launch blocks on another GPU's collective. */
+        for (int r = 0; r < cm->n_ranks; r++) {
+            CU(cudaSetDevice(c->rank[r]->dev));
+            CU(cudaGraphLaunch(cm->peer[r]->graphs[gi].exec, c->rank[r]->stream));
         }
-        CU(cudaGraphLaunch(ge, c->stream));
+        CU(cudaSetDevice(c->dev));
         cm->graph_steps++;
     } else {
-        st = run_layers(c, cm, m, &sh, &dp, sh.n_logits);
+        st = cm->n_ranks > 1 ? cuda_tp_run(c, cm, &sh, dp, sh.n_logits) : run_layers(c, cm, &sh, &dp[0], sh.n_logits);
         if (st) return st;
     }
     if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[1], c->stream));
     int nlr = sh.n_logits;
-    /* the rows of the last logits chunk are still in cm->logits */
+    /* the rows of the last logits chunk are still in the logits buffer */
     int last0 = nlr > 0 ? (nlr - 1) / cm->logit_cap * cm->logit_cap : 0;
-    if (nlr > 0 && (st = copy_full_rows(c, cm, m, last0, nlr - last0))) return st;
+    const float *lg = cm->n_ranks > 1 ? cm->tp_logits : cm->logits;
+    if (nlr > 0 && (st = cu_copy_full_rows(c, cm, lg, cm->vocab, last0, nlr - last0))) return st;
     CU(cudaMemcpyAsync(cm->hids, cm->ids, (size_t)INFER_MAX(nlr, 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
                        c->stream));
-    CU(cudaStreamSynchronize(c->stream));
+    for (int r = cm->n_ranks - 1; r >= 0; r--) {
+        CU(cudaSetDevice(c->rank[r]->dev));
+        CU(cudaStreamSynchronize(c->rank[r]->stream));
+    }
     cm->steps++;
     if (c->profile) {
         float ms = 0;
@@ -428,6 +505,32 @@ static const backend_ops cuda_ops = {
     .forward = cuda_forward,
 };
 
+infer_status cuda_open_device(cuda_be *c, int dev)
+{
+    struct cudaDeviceProp prop;
+    cudaError_t e;
+    c->dev = dev;
+    if ((e = cudaSetDevice(dev)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess)
+        return cu_fail(e, "cudaSetDevice");
+    c->n_sm = prop.multiProcessorCount;
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        return cu_fail(e, "cudaStreamCreate");
+    cublasStatus_t bs = cublasCreate(&c->blas);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        c->blas = NULL;
+        return blas_fail(bs, "cublasCreate");
+    }
+    /* Our own workspace, so cuBLAS allocates nothing while a graph is captured. */
+    c->blas_ws_bytes = (size_t)32 << 20;
+    if ((e = cudaMalloc(&c->blas_ws, c->blas_ws_bytes)) != cudaSuccess) return cu_fail(e, "cudaMalloc (cuBLAS workspace)");
+    if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (bs = cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes)) != CUBLAS_STATUS_SUCCESS)
+        return blas_fail(bs, "cublasSetWorkspace");
+    if ((e = (cudaError_t)k_attn_init()) != cudaSuccess) return cu_fail(e, "attention kernel attributes");
+    return INFER_OK;
+}
+
 infer_status backend_cuda_create(const infer_session_params *p, backend **out)
 {
     *out = NULL;
@@ -436,16 +539,21 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     if (e != cudaSuccess || n == 0)
         return infer_err(INFER_EDEVICE, "no CUDA device: %s",
                          e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found none");
-    int dev = p->n_devices > 0 ? p->devices[0] : 0;
-    if (p->n_devices > 1)
-        return infer_err(INFER_EUNSUPPORTED, "n_devices = %d: tensor parallelism over several GPUs is not in this "
-                         "build yet; use one device", p->n_devices);
-    if (dev < 0 || dev >= n) return infer_err(INFER_EINVAL, "CUDA device %d does not exist (%d present)", dev, n);
+    int n_dev = INFER_MAX(p->n_devices, 1);
+    if (n_dev > INFER_MAX_DEVICES)
+        return infer_err(INFER_EINVAL, "n_devices = %d: at most %d", p->n_devices, INFER_MAX_DEVICES);
+    for (int i = 0; i < n_dev; i++) {
+        int d = p->n_devices > 0 ? p->devices[i] : 0;
+        if (d < 0 || d >= n) return infer_err(INFER_EINVAL, "CUDA device %d does not exist (%d present)", d, n);
+        for (int j = 0; j < i; j++)
+            if (p->devices[j] == d) return infer_err(INFER_EINVAL, "CUDA device %d is named twice in devices[]", d);
+    }
     cuda_be *c = calloc(1, sizeof *c);
     if (!c) return infer_err(INFER_ENOMEM, "out of memory");
     c->base.ops = &cuda_ops;
     c->base.n_threads = p->n_threads;
-    c->dev = dev;
+    c->n_ranks = 1;
+    c->rank[0] = c;
     c->max_rows = INFER_MAX(p->max_batch_tokens, bucket_rows(p->max_running));
     c->max_seqs = INFER_MAX(p->max_running, 1);
     /* Dense 16-bit products go to cuBLAS at every row count: on the H100, 1B batch-1 decode ran
@@ -459,43 +567,19 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     if (env && *env == '0') c->graphs = 0;
     env = getenv("INFER_CUDA_PROFILE");
     c->profile = env && *env == '1';
+    env = getenv("INFER_CUDA_TP_NOCOMM");
+    c->tp_nocomm = env && *env == '1';
     infer_status st = backend_cpu_create(p->n_threads, &c->cpu);
     if (st) {
         free(c);
         return st;
     }
-    struct cudaDeviceProp prop;
-    if ((e = cudaSetDevice(dev)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) {
+    if ((st = cuda_open_device(c, p->n_devices > 0 ? p->devices[0] : 0)) ||
+        (n_dev > 1 && (st = cuda_tp_open(c, p)))) {
         cuda_destroy(&c->base);
-        return cu_fail(e, "cudaSetDevice");
+        return st;
     }
-    c->n_sm = prop.multiProcessorCount;
-    snprintf(c->name, sizeof c->name, "%s", prop.name);
-    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
-        cuda_destroy(&c->base);
-        return cu_fail(e, "cudaStreamCreate");
-    }
-    cublasStatus_t bs = cublasCreate(&c->blas);
-    if (bs != CUBLAS_STATUS_SUCCESS) {
-        c->blas = NULL;
-        cuda_destroy(&c->base);
-        return blas_fail(bs, "cublasCreate");
-    }
-    /* Our own workspace, so cuBLAS allocates nothing while a graph is captured. */
-    c->blas_ws_bytes = (size_t)32 << 20;
-    if ((e = cudaMalloc(&c->blas_ws, c->blas_ws_bytes)) != cudaSuccess) {
-        cuda_destroy(&c->base);
-        return cu_fail(e, "cudaMalloc (cuBLAS workspace)");
-    }
-    if ((bs = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
-        (bs = cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes)) != CUBLAS_STATUS_SUCCESS) {
-        cuda_destroy(&c->base);
-        return blas_fail(bs, "cublasSetWorkspace");
-    }
-    if ((e = (cudaError_t)k_attn_init()) != cudaSuccess) {
-        cuda_destroy(&c->base);
-        return cu_fail(e, "attention kernel attributes");
-    }
+    cudaSetDevice(c->dev);
     *out = &c->base;
     return INFER_OK;
 }

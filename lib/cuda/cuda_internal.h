@@ -1,6 +1,7 @@
 /*
 ** cuda_internal.h — state shared by the GPU backend's host files (backend_cuda.c: the step;
-** weights_cuda.c: uploads, KV blocks and workspace).
+** weights_cuda.c: uploads, KV blocks and workspace; prefill_cuda.c: long prompt chunks;
+** tp_cuda.c: tensor parallelism over several GPUs with NCCL).
 */
 #ifndef INFER_CUDA_INTERNAL_H
 #define INFER_CUDA_INTERNAL_H
@@ -42,6 +43,12 @@ typedef struct cuda_be {
     int gemv_rows;           /* dense products of up to this many rows use the gemv kernel */
     int graphs;              /* capture decode steps as graphs (INFER_CUDA_GRAPHS=0: never) */
     int profile;             /* INFER_CUDA_PROFILE=1: time steps (host packing, GPU, wall) */
+    /* Tensor parallelism (tp_cuda.c): n_ranks GPUs share each layer; rank[0] is this backend,
+    ** rank[r] a backend of its own (device, stream, cuBLAS) driven by the same engine thread. */
+    int n_ranks;
+    struct cuda_be *rank[INFER_MAX_DEVICES];
+    void *comm[INFER_MAX_DEVICES];  /* ncclComm_t of each rank */
+    int tp_nocomm;           /* INFER_CUDA_TP_NOCOMM=1: skip the collectives (timing only: wrong results) */
 } cuda_be;
 
 typedef struct dlayer {
@@ -67,6 +74,7 @@ typedef struct graph_ent {
 } graph_ent;
 
 typedef struct cuda_model {
+    llama_hparams hp;        /* this rank's shapes (the model's on one GPU; tp_rank_hparams with several) */
     int cdt;                 /* activation type of the cuBLAS path: KT_BF16, KT_F16 (KT_F32: none) */
     float eps;               /* RMSNorm epsilon */
     kmat embd, wcls;         /* wcls.q == embd.q when tied (one copy) */
@@ -98,7 +106,65 @@ typedef struct cuda_model {
     graph_ent graphs[CUDA_MAX_GRAPHS];
     int n_graphs;
     uint64_t steps, graph_steps;
+    /* Tensor parallelism, in rank 0's state: every rank's state (peer[0] = this one), the
+    ** vocabulary split (each rank's logits slice is vocab_pad wide at most), the slices
+    ** received from the other ranks and the full logit rows assembled from them. */
+    int n_ranks;
+    struct cuda_model *peer[INFER_MAX_DEVICES];
+    int64_t vocab, vocab_pad;
+    int64_t vocab0;          /* this rank's first token id (0 on one GPU) */
+    float *tp_recv, *tp_logits;
 } cuda_model;
+
+/* The pieces of a step, as run_layers strings them together on one GPU and tp_cuda.c across
+** several. */
+typedef struct step_ptrs {
+    int32_t *tokens, *pos, *slot, *lrow, *tiles, *bt_off, *bt;
+    float *samp; /* (R, 6) device sampling params of each logit row */
+} step_ptrs;
+
+typedef struct step_shape {
+    int rows;        /* rows computed (padded for graphs) */
+    int n_logits;    /* logit rows (lrow entries) */
+    int n_tiles;
+    int tile_rows;
+    int n_splits, split_len;
+    int sample;      /* some logit row is sampled on the device (always in graphs) */
+} step_shape;
+
+/* x = the embedding rows of the step's tokens; v0: the first token id of this rank's table
+** (rows of other ranks' tokens are zero). */
+infer_status cu_embed(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int64_t v0);
+/* Layer l's attention half (QKV, RoPE + KV store, attention, O) and FFN half (gate|up, SwiGLU,
+** down); acc: add the product into x (the residual) rather than overwrite x with it. */
+infer_status cu_attn_half(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int l, int acc);
+infer_status cu_ffn_half(cuda_be *c, cuda_model *cm, const step_shape *sh, int l, int acc);
+/* Logit rows [j0, j0 + nl): final norm of their rows of x, classifier into cm->logits. */
+infer_status cu_classify(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, int j0, int nl);
+/* Pick the tokens of logit rows [j0, j0 + nl) from logits (nl, V): argmax, top-k draws. */
+infer_status cu_pick(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *p, const float *logits,
+                     int64_t V, int j0, int nl);
+/* Copy the full rows the host asked for among logit rows [j0, j0 + nl) of logits (nl, V). */
+infer_status cu_copy_full_rows(cuda_be *c, cuda_model *cm, const float *logits, int64_t V, int j0, int nl);
+
+/* One rank's device state (weights_cuda.c): weights of the shapes in hp uploaded from w, then
+** KV blocks (n_blocks of the pool's geometry with this rank's KV width) and workspace;
+** host_vocab: width of the host logit rows (the full vocabulary, also under TP). */
+infer_status cuda_rank_init(cuda_be *c, cuda_model *cm, const llama_weights *w, const float *freqs);
+infer_status cuda_rank_kv(cuda_be *c, cuda_model *cm, const kv_pool *p, int64_t host_vocab);
+void cuda_rank_free(cuda_be *c, cuda_model *cm);
+
+/* Tensor parallelism (tp_cuda.c). cuda_tp_open: the other ranks' backends and the NCCL
+** communicators for p->devices (INFER_EUNSUPPORTED in builds without NCCL). */
+infer_status cuda_tp_open(cuda_be *c, const infer_session_params *p);
+void cuda_tp_close(cuda_be *c);
+/* Shard m's weights over the ranks and upload each rank's part (rank 0's state: cm). */
+infer_status cuda_tp_model_init(cuda_be *c, cuda_model *cm, const infer_model *m);
+/* Enqueue a whole step on every rank (also what graphs capture); dp[r]: rank r's metadata. */
+infer_status cuda_tp_run(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *dp, int n_lrows);
+/* Set up one rank's device context (stream, cuBLAS, workspace) on device dev. */
+infer_status cuda_open_device(cuda_be *c, int dev);
+void cuda_close_device(cuda_be *c);
 
 infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes);
 infer_status cuda_model_kv(backend *be, infer_model *m);
@@ -111,12 +177,11 @@ void cuda_model_free(backend *be, infer_model *m);
 enum { MM_PAIR = 1, MM_ACC = 2, MM_XC = 4, MM_OUT_XC = 8 };
 int cu_uses_blas(const cuda_be *c, const kmat *w, int m);
 int cuda_prefill_eligible(const cuda_model *cm, int rows, int ctx);
-infer_status cuda_prefill_alloc(cuda_model *cm, const infer_model *m, int max_rows);
+infer_status cuda_prefill_alloc(cuda_model *cm, int max_rows);
 void cuda_prefill_free(cuda_model *cm);
 /* Attention of chunk sg for `layer` (q rows in cm->q; output into cm->xc); d_bt: the step's
 ** block tables on the device. */
-infer_status cuda_prefill_attention(cuda_be *c, cuda_model *cm, const infer_model *m, const pf_seg *sg,
-                                    const int32_t *d_bt, int layer);
+infer_status cuda_prefill_attention(cuda_be *c, cuda_model *cm, const pf_seg *sg, const int32_t *d_bt, int layer);
 infer_status cu_matmul(cuda_be *c, cuda_model *cm, float *y, const float *x, const kmat *w, int m, const float *norm,
                        int flags);
 

@@ -22,19 +22,20 @@ int cuda_prefill_eligible(const cuda_model *cm, int rows, int ctx)
     return cm->pf_kc && rows >= PF_MIN_ROWS && ctx <= PF_CTX_MAX && PF_ELEMS / (size_t)ctx >= 16;
 }
 
-infer_status cuda_prefill_alloc(cuda_model *cm, const infer_model *m, int max_rows)
+infer_status cuda_prefill_alloc(cuda_model *cm, int max_rows)
 {
     if (cm->cdt == KT_F32) return INFER_OK; /* f32 models: the exact paged kernel only */
     const char *env = getenv("INFER_CUDA_PREFILL_GEMM"); /* 0: the paged kernel for every row (tests) */
     if (env && *env == '0') return INFER_OK;
-    size_t kvd = (size_t)m->hp.n_kv_heads * (size_t)m->hp.head_dim, qd = (size_t)m->hp.n_heads * (size_t)m->hp.head_dim;
+    const llama_hparams *hp = &cm->hp;
+    size_t kvd = (size_t)hp->n_kv_heads * (size_t)hp->head_dim, qd = (size_t)hp->n_heads * (size_t)hp->head_dim;
     struct {
         void **p;
         size_t bytes;
     } a[] = {
         { &cm->pf_kc, PF_CTX_MAX * kvd * 2 }, { &cm->pf_vc, PF_CTX_MAX * kvd * 2 },
-        { &cm->pf_q, (size_t)max_rows * qd * 2 }, { (void **)&cm->pf_s, (size_t)m->hp.n_heads * PF_ELEMS * 4 },
-        { &cm->pf_p, (size_t)m->hp.n_heads * PF_ELEMS * 2 },
+        { &cm->pf_q, (size_t)max_rows * qd * 2 }, { (void **)&cm->pf_s, (size_t)hp->n_heads * PF_ELEMS * 4 },
+        { &cm->pf_p, (size_t)hp->n_heads * PF_ELEMS * 2 },
     };
     for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
         cudaError_t e = cudaMalloc(a[i].p, a[i].bytes);
@@ -53,10 +54,9 @@ void cuda_prefill_free(cuda_model *cm)
     cudaFree(cm->pf_p);
 }
 
-infer_status cuda_prefill_attention(cuda_be *c, cuda_model *cm, const infer_model *m, const pf_seg *sg,
-                                    const int32_t *d_bt, int layer)
+infer_status cuda_prefill_attention(cuda_be *c, cuda_model *cm, const pf_seg *sg, const int32_t *d_bt, int layer)
 {
-    const llama_hparams *hp = &m->hp;
+    const llama_hparams *hp = &cm->hp;
     int hd = hp->head_dim, G = hp->n_heads / hp->n_kv_heads, nkv = hp->n_kv_heads;
     int qd = hp->n_heads * hd, kvd = nkv * hd, ctx = sg->pos0 + sg->n;
     cudaDataType_t dt = cm->cdt == KT_F16 ? CUDA_R_16F : CUDA_R_16BF;

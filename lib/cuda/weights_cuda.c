@@ -199,14 +199,15 @@ static kmat *product_mat(cuda_model *cm, int n_layers, int i)
 ** step cost more than it saved (1B Q8_0 at 64 sequences: 11.0k tok/s against 29.5k for bf16).
 ** The copies are made when the GPU has room for them plus 2 GiB (INFER_CUDA_WIDE=0: never);
 ** batch-1 decode keeps reading the quantized matrices. */
-static infer_status make_wide(cuda_model *cm, const infer_model *m)
+static infer_status make_wide(cuda_model *cm)
 {
+    int n_layers = cm->hp.n_layers;
     const char *env = getenv("INFER_CUDA_WIDE");
     if (env && *env == '0') return INFER_OK;
-    int n_mats = 4 * m->hp.n_layers + 1, n = 0;
+    int n_mats = 4 * n_layers + 1, n = 0;
     size_t bytes = 0;
     for (int i = 0; i < n_mats; i++) {
-        const kmat *w = product_mat(cm, m->hp.n_layers, i);
+        const kmat *w = product_mat(cm, n_layers, i);
         if (is_quant(w->type)) {
             bytes += (size_t)w->n * (size_t)w->k * 2;
             n++;
@@ -215,7 +216,7 @@ static infer_status make_wide(cuda_model *cm, const infer_model *m)
     size_t free_b = 0, total_b = 0;
     if (!n || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || bytes + ((size_t)2 << 30) > free_b) return INFER_OK;
     for (int i = 0; i < n_mats; i++) {
-        kmat *w = product_mat(cm, m->hp.n_layers, i);
+        kmat *w = product_mat(cm, n_layers, i);
         if (!is_quant(w->type)) continue;
         CU(cudaMalloc(&w->wide, (size_t)w->n * (size_t)w->k * 2));
         KL(k_dequant(NULL, w->wide, cm->cdt, w));
@@ -223,6 +224,22 @@ static infer_status make_wide(cuda_model *cm, const infer_model *m)
     CU(cudaStreamSynchronize(NULL));
     cm->work_bytes += bytes;
     return INFER_OK;
+}
+
+/* The model's dense type: f32 when every product matrix is (so the GPU gives the CPU's
+** answers), f16 when any is f16, else bf16. */
+static int model_dense_type(const llama_hparams *hp, const llama_weights *w)
+{
+    int any_f16 = w->wcls.type == DT_F16, all_f32 = w->wcls.type == DT_F32;
+    for (int l = 0; l < hp->n_layers; l++) {
+        const llama_layer *L = &w->layers[l];
+        const tensor *t[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+        for (int i = 0; i < 7; i++) {
+            any_f16 |= t[i]->type == DT_F16;
+            all_f32 &= t[i]->type == DT_F32;
+        }
+    }
+    return all_f32 ? KT_F32 : any_f16 ? KT_F16 : KT_BF16;
 }
 
 infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
@@ -237,22 +254,22 @@ infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
     cuda_model *cm = calloc(1, sizeof *cm);
     if (!cm) return infer_err(INFER_ENOMEM, "out of memory");
     m->dev = cm;
-    CU(cudaSetDevice(c->dev));
+    cm->hp = m->hp;
+    cm->cdt = model_dense_type(hp, &m->w);
+    cm->n_ranks = 1;
+    cm->peer[0] = cm;
+    cm->vocab = cm->vocab_pad = hp->vocab_size;
+    *kv_elem_bytes = kt_size(cm->cdt);
+    if (c->n_ranks > 1) return cuda_tp_model_init(c, cm, m);
+    return cuda_rank_init(c, cm, &m->w, m->rope_freqs);
+}
 
-    int any_f16 = m->w.wcls.type == DT_F16, all_f32 = m->w.wcls.type == DT_F32;
-    for (int l = 0; l < hp->n_layers; l++) {
-        const llama_layer *L = &m->w.layers[l];
-        const tensor *t[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
-        for (int i = 0; i < 7; i++) {
-            any_f16 |= t[i]->type == DT_F16;
-            all_f32 &= t[i]->type == DT_F32;
-        }
-    }
-    cm->cdt = all_f32 ? KT_F32 : any_f16 ? KT_F16 : KT_BF16;
+infer_status cuda_rank_init(cuda_be *c, cuda_model *cm, const llama_weights *w, const float *freqs)
+{
+    const llama_hparams *hp = &cm->hp;
+    CU(cudaSetDevice(c->dev));
     cm->eps = hp->rms_eps;
     cm->kv.kv_type = cm->cdt;
-    *kv_elem_bytes = kt_size(cm->kv.kv_type);
-
     int qd = hp->n_heads * hp->head_dim, kvd = hp->n_kv_heads * hp->head_dim;
     float *hstage = malloc(STAGE_FLOATS * sizeof(float));
     float *dstage = NULL;
@@ -266,7 +283,7 @@ infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
     cm->layers = st ? NULL : calloc((size_t)hp->n_layers, sizeof *cm->layers);
     if (!st && !cm->layers) st = infer_err(INFER_ENOMEM, "out of memory");
     for (int l = 0; !st && l < hp->n_layers; l++) {
-        const llama_layer *L = &m->w.layers[l];
+        const llama_layer *L = &w->layers[l];
         dlayer *d = &cm->layers[l];
         const tensor *qkv[3] = { &L->wq, &L->wk, &L->wv }, *o[1] = { &L->wo }, *gu[2] = { &L->w1, &L->w3 },
                      *dn[1] = { &L->w2 };
@@ -288,14 +305,14 @@ infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
             free(b);
         }
     }
-    const tensor *E[1] = { &m->w.tok_embd }, *W[1] = { &m->w.wcls };
+    const tensor *E[1] = { &w->tok_embd }, *W[1] = { &w->wcls };
     if (!st) {
         size_t before = cm->weight_bytes;
         st = upload(up, cm, &cm->embd, E, 1, hstage, dstage);
         cm->weight_bytes = before; /* one row per token is read, not the table */
     }
     if (!st) {
-        if (m->w.wcls.data == m->w.tok_embd.data) {
+        if (w->wcls.data == w->tok_embd.data) {
             cm->wcls = cm->embd; /* tied: the same device copy */
             cm->weight_bytes += (size_t)cm->embd.n * (size_t)cm->embd.k *
                                 (is_quant(cm->embd.type) ? 1 : kt_size(cm->embd.type)) /
@@ -304,8 +321,8 @@ infer_status cuda_model_init(backend *be, infer_model *m, size_t *kv_elem_bytes)
             st = upload(up, cm, &cm->wcls, W, 1, hstage, dstage);
         }
     }
-    if (!st) st = upload_vec(&cm->out_norm, m->w.out_norm, (size_t)hp->dim);
-    if (!st) st = upload_vec(&cm->freqs, m->rope_freqs, (size_t)hp->head_dim / 2);
+    if (!st) st = upload_vec(&cm->out_norm, w->out_norm, (size_t)hp->dim);
+    if (!st) st = upload_vec(&cm->freqs, freqs, (size_t)hp->head_dim / 2);
     free(hstage);
     cudaFree(dstage);
     if (up) cudaStreamDestroy(up);
@@ -323,13 +340,28 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
 {
     cuda_be *c = (cuda_be *)be;
     cuda_model *cm = m->dev;
-    const llama_hparams *hp = &m->hp;
-    const kv_pool *p = &m->kv;
+    for (int r = 0; r < cm->n_ranks; r++) {
+        infer_status st = cuda_rank_kv(c->rank[r], cm->peer[r], &m->kv, m->hp.vocab_size);
+        if (st) return st;
+    }
+    if (cm->n_ranks > 1) {
+        CU(cudaSetDevice(c->dev));
+        size_t cap = (size_t)cm->logit_cap;
+        CU(cudaMalloc((void **)&cm->tp_recv, cap * (size_t)cm->n_ranks * (size_t)cm->vocab_pad * sizeof(float)));
+        CU(cudaMalloc((void **)&cm->tp_logits, cap * (size_t)cm->vocab * sizeof(float)));
+        cm->work_bytes += cap * ((size_t)cm->n_ranks * (size_t)cm->vocab_pad + (size_t)cm->vocab) * sizeof(float);
+    }
+    return INFER_OK;
+}
+
+infer_status cuda_rank_kv(cuda_be *c, cuda_model *cm, const kv_pool *p, int64_t host_vocab)
+{
+    const llama_hparams *hp = &cm->hp;
     CU(cudaSetDevice(c->dev));
     cm->kv.n_layers = hp->n_layers;
     cm->kv.block_tokens = p->block_tokens;
-    cm->kv.kvd = p->kv_dim;
-    cm->kv_bytes = (size_t)p->n_blocks * kv_block_bytes(kt_size(cm->kv.kv_type), p->block_tokens, p->n_layers, p->kv_dim);
+    cm->kv.kvd = hp->n_kv_heads * hp->head_dim; /* this rank's KV heads */
+    cm->kv_bytes = (size_t)p->n_blocks * kv_block_bytes(kt_size(cm->kv.kv_type), p->block_tokens, p->n_layers, cm->kv.kvd);
     cudaError_t e = cudaMalloc(&cm->kv.cache, cm->kv_bytes);
     if (e != cudaSuccess)
         return infer_err(e == cudaErrorMemoryAllocation ? INFER_ENOMEM : INFER_EDEVICE,
@@ -337,7 +369,7 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
                          p->n_blocks, cm->kv_bytes, c->name, cudaGetErrorString(e));
 
     size_t R = (size_t)c->max_rows, D = (size_t)hp->dim, H = (size_t)hp->hidden_dim, V = (size_t)hp->vocab_size;
-    size_t qd = (size_t)hp->n_heads * (size_t)hp->head_dim, kvd = (size_t)p->kv_dim;
+    size_t qd = (size_t)hp->n_heads * (size_t)hp->head_dim, kvd = (size_t)cm->kv.kvd;
     size_t maxk = INFER_MAX(D, INFER_MAX(qd, H));
     cm->max_rows = c->max_rows;
     cm->logit_cap = INFER_MIN(c->max_rows, INFER_MAX(16, bucket_up(c->max_seqs)));
@@ -369,24 +401,24 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         CU(cudaEventCreate((cudaEvent_t *)&cm->prof_ev[0]));
         CU(cudaEventCreate((cudaEvent_t *)&cm->prof_ev[1]));
     }
-    infer_status wst = make_wide(cm, m);
+    infer_status wst = make_wide(cm);
     if (wst) return wst;
     /* scratch for the largest quantized matrix without a 16-bit copy, dequantized for cuBLAS */
     size_t wt = 0;
     for (int i = 0; i < 4 * hp->n_layers + 1; i++) {
-        const kmat *w = product_mat(cm, m->hp.n_layers, i);
+        const kmat *w = product_mat(cm, hp->n_layers, i);
         if (is_quant(w->type) && !w->wide) wt = INFER_MAX(wt, (size_t)w->n * (size_t)w->k * 2);
     }
     if (wt) {
         if ((e = cudaMalloc(&cm->wtmp, wt)) != cudaSuccess) return cu_fail(e, "cudaMalloc (dequantization scratch)");
         cm->work_bytes += wt;
     }
-    infer_status st = cuda_prefill_alloc(cm, m, c->max_rows);
+    infer_status st = cuda_prefill_alloc(cm, c->max_rows);
     if (st) return st;
     CU(cudaHostAlloc((void **)&cm->hmeta, cm->meta_cap * 4, cudaHostAllocDefault));
     CU(cudaHostAlloc((void **)&cm->hids, R * 4, cudaHostAllocDefault));
     cm->hfull = calloc(R, 1);
-    cm->hlogits = malloc(R * V * sizeof(float)); /* pages are touched only for rows the host samples */
+    cm->hlogits = malloc(R * (size_t)host_vocab * sizeof(float)); /* pages touched only by rows the host samples */
     if (!cm->hfull || !cm->hlogits) return infer_err(INFER_ENOMEM, "out of memory");
     return INFER_OK;
 }
@@ -397,18 +429,29 @@ void cuda_model_free(backend *be, infer_model *m)
     cuda_model *cm = m->dev;
     if (!cm) return;
     cudaSetDevice(c->dev);
+    cudaFree(cm->tp_recv);
+    cudaFree(cm->tp_logits);
+    for (int r = cm->n_ranks - 1; r >= 1; r--)
+        if (cm->peer[r]) cuda_rank_free(c->rank[r], cm->peer[r]);
+    cuda_rank_free(c, cm);
+    m->dev = NULL;
+}
+
+void cuda_rank_free(cuda_be *c, cuda_model *cm)
+{
+    cudaSetDevice(c->dev);
     cudaStreamSynchronize(c->stream);
     if (cm->prof_ev[0]) {
         double n = cm->steps ? (double)cm->steps : 1.0;
-        fprintf(stderr, "libinfer cuda profile (%s): %llu steps (%llu from graphs): host packing %.3f ms, GPU %.3f ms, "
-                "forward wall %.3f ms per step\n", m->name ? m->name : "?", (unsigned long long)cm->steps,
+        fprintf(stderr, "libinfer cuda profile (GPU %d, %s): %llu steps (%llu from graphs): host packing %.3f ms, GPU %.3f ms, "
+                "forward wall %.3f ms per step\n", c->dev, c->name, (unsigned long long)cm->steps,
                 (unsigned long long)cm->graph_steps, cm->prof_pack_ms / n, cm->prof_gpu_ms / n, cm->prof_wall_ms / n);
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[0]);
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[1]);
     }
     for (int i = 0; i < cm->n_graphs; i++) cudaGraphExecDestroy(cm->graphs[i].exec);
     if (cm->layers) {
-        for (int l = 0; l < m->hp.n_layers; l++) {
+        for (int l = 0; l < cm->hp.n_layers; l++) {
             dlayer *d = &cm->layers[l];
             free_kmat(&d->wqkv);
             free_kmat(&d->wo);
@@ -432,5 +475,4 @@ void cuda_model_free(backend *be, infer_model *m)
     free(cm->hfull);
     free(cm->hlogits);
     free(cm);
-    m->dev = NULL;
 }
