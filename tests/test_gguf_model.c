@@ -2,7 +2,8 @@
 ** test_gguf_model.c — GGUF models end to end through the public API: stories260K.gguf gives
 ** the greedy tokens of stories260K.bin; llama-2-tiny-random.gguf (F16) gives its golden
 ** logits; stories260K re-encoded by our writer as F16, Q8_0, Q4_0 and Q4_1 keeps the greedy
-** tokens (F16, Q8_0) or the per-position top-1 choice (Q4, >= 90%).
+** tokens (F16, Q8_0) or the per-position top-1 choice (Q4, >= 90%, quantized with
+** calibration: q4_calib.h).
 */
 #include "test_util.h"
 
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "q4_calib.h"
 
 static char tmpdir[256];
 
@@ -210,77 +212,51 @@ static void copy_kv(gguf_writer *w, const gguf_file *g)
     }
 }
 
-/* Error-minimising 4-bit quantization of one 32-value block (Q4_0: w = d (q - 8); Q4_1:
-** w = d q + m): ggml's reference rounding (d from the extreme value, or from min/max) is
-** only a starting point; scales around it are tried, each refined by least squares for its
-** rounded q, and the smallest squared error wins. The layout is ggml's, so any reader of
-** the format decodes it. */
-static void q4_block(dtype t, const float *x, uint8_t *dst)
+/* Calibration text for the 4-bit files: written for this test, none of it is one of the
+** prompts above or their continuations, so the agreement below is measured on unseen text. */
+static const char *calibration =
+    "Tom had a red ball. He liked to play with it in the park every day. One morning, the ball "
+    "rolled into the pond. Tom was sad. A big frog saw him and said, \"Do not cry, I can help you!\" "
+    "The frog pushed the ball back to Tom. Tom smiled and said thank you. They became best friends "
+    "and played together until the sun went down. Mom called Tom home for dinner. He ate his soup "
+    "and went to bed, happy and tired. "
+    "Anna and Ben wanted to build a big sand castle at the beach. Ben got a bucket and Anna got a "
+    "shovel. They worked hard all day. Then a wave came and broke the castle! Anna was angry, but Ben "
+    "said, \"Let's make a new one, bigger and better.\" So they did. When Dad saw it, he clapped his "
+    "hands and gave them ice cream. It was the best day ever.";
+
+/* Activation statistics of the F32 model on the calibration text (q4_calib.h). Its plain
+** forward is checked against the runtime first: statistics from a wrong forward would still
+** "work", just worse, and nobody would notice. */
+static void calibrate(infer_session *ref, const gguf_file *g, calib *c)
 {
-    float mn = x[0], mx = x[0], amax = 0, vmax = 0;
-    for (int i = 0; i < 32; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); vmax = x[i]; }
-    }
-    float best_err = INFINITY, best_d = 0, best_m = 0;
-    uint8_t best_q[32] = { 0 }, q[32];
-    for (int step = -20; step <= 20; step++) {
-        float d, m;
-        if (t == DT_Q4_0) {
-            d = vmax / (-8.0f + 0.1f * (float)step);
-            m = 0;
-        } else {
-            d = (mx - mn) / (15.0f + 0.15f * (float)step);
-            m = mn;
-        }
-        if (d == 0) d = 1e-12f;
-        for (int pass = 0; pass < 2; pass++) {
-            float id = 1.0f / d;
-            for (int i = 0; i < 32; i++) {
-                float v = t == DT_Q4_0 ? x[i] * id + 8.0f : (x[i] - m) * id;
-                int r = (int)lrintf(v);
-                q[i] = (uint8_t)(r < 0 ? 0 : r > 15 ? 15 : r);
-            }
-            /* least-squares d (and m) for these q */
-            double sqq = 0, sxq = 0, sq = 0, sx = 0;
-            for (int i = 0; i < 32; i++) {
-                double qq = t == DT_Q4_0 ? q[i] - 8.0 : q[i];
-                sqq += qq * qq; sxq += x[i] * qq; sq += qq; sx += x[i];
-            }
-            if (t == DT_Q4_0) { if (sqq > 0) d = (float)(sxq / sqq); }
-            else {
-                double den = 32 * sqq - sq * sq;
-                if (den > 0) { d = (float)((32 * sxq - sq * sx) / den); m = (float)((sx - d * sq) / 32); }
-            }
-            if (d == 0) d = 1e-12f;
-        }
-        /* error as stored: f16 scale and min */
-        float dh = f16_to_f32(f32_to_f16(d)), mh = f16_to_f32(f32_to_f16(m));
-        float err = 0;
-        for (int i = 0; i < 32; i++) {
-            float w = t == DT_Q4_0 ? dh * ((float)q[i] - 8.0f) : dh * (float)q[i] + mh;
-            err += (x[i] - w) * (x[i] - w);
-        }
-        if (err < best_err) { best_err = err; best_d = d; best_m = m; memcpy(best_q, q, 32); }
-    }
-    uint16_t dh = f32_to_f16(best_d), mh = f32_to_f16(best_m);
-    memcpy(dst, &dh, 2);
-    uint8_t *qs = dst + 2;
-    if (t == DT_Q4_1) { memcpy(dst + 2, &mh, 2); qs = dst + 4; }
-    for (int i = 0; i < 16; i++) qs[i] = (uint8_t)(best_q[i] | (best_q[i + 16] << 4));
+    static int32_t tok[1024], mine[1024], theirs[1024];
+    int32_t dummy[4];
+    size_t n;
+    assert_int_equal(infer_tokenize(ref, "m", NULL, calibration, 1, tok, 1024, &n), INFER_OK);
+    calib_init(c, g);
+    calib_collect(c, g, tok, (int)n, mine);
+    memset(theirs, -1, sizeof theirs);
+    run(ref, calibration, 1, dummy, NULL, theirs);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += mine[i] == theirs[i];
+    printf("    calibration: %zu tokens; plain forward's argmax equals the runtime's at %zu\n", n, same);
+    assert_true(same >= n - n / 50);
 }
 
 /* Write stories260K.gguf with every 2-D weight whose rows fit the type's blocks in `type`
 ** (the rest stay F32, as llama.cpp's quantizer falls back for such rows). As llama.cpp's
-** quantizer does, the output matrix (here the tied token embedding) of a 4-bit file is kept
-** at higher precision: Q6_K, or Q8_0 when its rows are not whole 256-blocks. */
-static const char *requantize(dtype type)
+** quantizer does, the output matrix of a 4-bit file is kept at higher precision: Q6_K, or
+** Q8_0 when its rows are not whole 256-blocks; the token embedding takes the file's type.
+** 4-bit matrices are calibrated (GPTQ + imatrix scales, q4_calib.h) when `ref` is given. */
+static const char *requantize(dtype type, infer_session *ref)
 {
     mapped_file f;
     gguf_file g;
     assert_int_equal(map_file(shared_path("models/stories260K.gguf"), &f), INFER_OK);
     assert_int_equal(gguf_parse("stories260K.gguf", &f, &g), INFER_OK);
+    calib c = { 0 };
+    if (ref && (type == DT_Q4_0 || type == DT_Q4_1)) calibrate(ref, &g, &c);
     gguf_writer w;
     gguf_writer_init(&w);
     copy_kv(&w, &g);
@@ -291,20 +267,17 @@ static const char *requantize(dtype type)
         snprintf(name, sizeof name, "%.*s", (int)t->name.n, t->name.p);
         assert_int_equal(t->type, DT_F32);
         dtype want = type;
-        if ((type == DT_Q4_0 || type == DT_Q4_1) && !strcmp(name, "token_embd.weight"))
+        if ((type == DT_Q4_0 || type == DT_Q4_1) && !strcmp(name, "output.weight"))
             want = t->ne[0] % 256 == 0 ? DT_Q6_K : DT_Q8_0;
         dtype out = (t->n_dims == 2 && t->ne[0] % dtype_block_elems(want) == 0) ? want : DT_F32;
         size_t rb = dtype_row_bytes(out, t->ne[0]);
         size_t rows = (size_t)(t->n_elems / t->ne[0]);
         bufs[i] = malloc(rb * rows);
-        for (size_t r = 0; r < rows; r++) {
-            const float *src = (const float *)t->data + r * (size_t)t->ne[0];
-            uint8_t *dst = (uint8_t *)bufs[i] + r * rb;
-            if (out == DT_Q4_0 || out == DT_Q4_1)
-                for (int64_t b = 0; b < t->ne[0] / 32; b++) q4_block(out, src + b * 32, dst + b * dtype_block_bytes(out));
-            else
-                quantize_row(out, src, dst, t->ne[0]);
-        }
+        if (out == DT_Q4_0 || out == DT_Q4_1)
+            q4_matrix(out, t->data, (int)t->ne[0], (int64_t)rows, c.xx ? calib_xx(&c, name) : NULL, c.n, bufs[i], rb);
+        else
+            for (size_t r = 0; r < rows; r++)
+                quantize_row(out, (const float *)t->data + r * (size_t)t->ne[0], (uint8_t *)bufs[i] + r * rb, t->ne[0]);
         gguf_writer_add_tensor(&w, name, out, t->n_dims, t->ne, bufs[i], rb * rows);
     }
     static char path[4][512];
@@ -315,6 +288,7 @@ static const char *requantize(dtype type)
     gguf_writer_free(&w);
     for (uint64_t i = 0; i < g.n_tensors; i++) free(bufs[i]);
     free(bufs);
+    calib_free(&c);
     gguf_free(&g);
     unmap_file(&f);
     return path[k];
@@ -325,7 +299,7 @@ static void test_requantized(void **state)
     infer_session *ref = session_with(shared_path("models/stories260K.gguf"), NULL);
     const dtype types[4] = { DT_F16, DT_Q8_0, DT_Q4_0, DT_Q4_1 };
     for (int t = 0; t < 4; t++) {
-        const char *path = requantize(types[t]);
+        const char *path = requantize(types[t], ref);
         infer_session *s = session_with(path, NULL);
         int agree = 0, total = 0, same_greedy = 1;
         for (int p = 0; p < 5; p++) {
@@ -352,10 +326,9 @@ static void test_requantized(void **state)
             assert_true(same_greedy);
             assert_int_equal(agree, total);
         } else {
-            /* The issue's goal is 90%; this 64-wide model loses more to 4 bits (measured
-            ** 87.1% Q4_0 even with error-minimising scales): the bound guards against
-            ** regressions, the printed figure is what is reported. */
-            assert_true(agree >= 0.85 * total);
+            /* The issue's bound. Plain error-minimising scales gave 87.1% (Q4_0) on this
+            ** 64-wide model; calibrated GPTQ gives ~92% on these prompts and on 5 others. */
+            assert_true(agree >= 0.90 * total);
         }
         infer_session_destroy(s);
     }
