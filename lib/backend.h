@@ -24,7 +24,8 @@ struct infer_model;
 typedef struct fwd_out {
     const float *logits;    /* (n_logits, vocab) host floats: rows with b->full_logits set are
                                valid (all rows on the CPU path) */
-    const int32_t *argmax;  /* (n_logits) each row's greedy token, or NULL (CPU path) */
+    const int32_t *argmax;  /* (n_logits) each row's greedy token (rows without full_logits),
+                               or NULL: the host samples every row from its logits */
 } fwd_out;
 
 /* Paged attention for the rows of a batch: for each row r and head h, softmax over the
@@ -61,6 +62,12 @@ typedef struct backend_ops {
     infer_status (*model_kv)(backend *be, struct infer_model *m);
     void (*model_free)(backend *be, struct infer_model *m);
     infer_status (*forward)(backend *be, struct infer_model *m, const batch *b, fwd_out *out);
+
+    /* Host backends (optional): after a forward pass on the host that left out->logits, the
+    ** greedy token of every logit row whose batch row has no full_logits (sampler_argmax, so
+    ** ties and NaN go as on the host), into out->argmax: device backends pick these in their
+    ** forward, and this keeps the engine thread from doing it row after row. */
+    infer_status (*argmax)(backend *be, const batch *b, int n_vocab, fwd_out *out);
 } backend_ops;
 
 struct backend {

@@ -298,6 +298,8 @@ int engine_step(infer_session *s)
         uint64_t f0 = uv_hrtime();
         infer_status st = m->dev ? s->be->ops->forward(s->be, m, &s->b, &fo)
                                  : llama_forward(m, s->be, &s->b, &fo.logits);
+        /* On the host too, greedy rows are picked as part of the forward pass (in parallel) */
+        if (!st && !m->dev && s->be->ops->argmax) st = s->be->ops->argmax(s->be, &s->b, m->hp.vocab_size, &fo);
         t_fwd += uv_hrtime() - f0;
         did = 1;
         max_seqs = INFER_MAX(max_seqs, s->n_step);

@@ -130,9 +130,9 @@ static void apply_penalties(sampler *s, float *logits, const int32_t *history, s
     }
 }
 
-/* Argmax; ties go to the lowest id (the first seen), NaN never wins. */
-/* Largest logit, NaN ignored (-INFINITY when none). AVX2 when the CPU has it: the engine runs
-** one argmax per sequence per step, over vocabularies of 32k-150k, on its own thread. */
+/* Largest logit, NaN ignored (-INFINITY when none). AVX2 when the CPU has it: a greedy step
+** takes one argmax per sequence over vocabularies of 32k-150k (the CPU backend runs them on
+** its worker threads, after the forward pass). */
 __attribute__((target("avx2"))) static float max_avx2(const float *x, int32_t n)
 {
     __m256 m = _mm256_set1_ps(-INFINITY);
@@ -146,15 +146,30 @@ __attribute__((target("avx2"))) static float max_avx2(const float *x, int32_t n)
     return best;
 }
 
-static int32_t argmax(const float *logits, int32_t n)
+/* The lowest i with x[i] == v (ordered compare: NaN never equals), or -1. */
+__attribute__((target("avx2"))) static int32_t find_avx2(const float *x, int32_t n, float v)
+{
+    __m256 vv = _mm256_set1_ps(v);
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vv, _CMP_EQ_OQ));
+        if (mask) return i + __builtin_ctz((unsigned)mask);
+    }
+    for (; i < n; i++)
+        if (x[i] == v) return i;
+    return -1;
+}
+
+/* Argmax; ties go to the lowest id (the first seen), NaN never wins (every logit NaN: 0). */
+int32_t sampler_argmax(const float *logits, int32_t n)
 {
     float bv = -INFINITY;
     if (__builtin_cpu_supports("avx2")) {
-        bv = max_avx2(logits, n);
-    } else {
-        for (int32_t i = 0; i < n; i++) bv = logits[i] > bv ? logits[i] : bv;
+        int32_t i = find_avx2(logits, n, max_avx2(logits, n));
+        return i < 0 ? 0 : i;
     }
-    /* the lowest id holding it (ties -> lowest id); 0 when every logit is -inf or NaN */
+    for (int32_t i = 0; i < n; i++) bv = logits[i] > bv ? logits[i] : bv;
+    /* the lowest id holding it (ties -> lowest id) */
     for (int32_t i = 0; i < n; i++)
         if (logits[i] == bv) return i;
     return 0;
@@ -313,7 +328,7 @@ int sampler_device_params(sampler *s, int max_k, float p[6])
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history)
 {
     apply_penalties(s, logits, history, n_history);
-    if (s->p.temperature <= 0.0f) return argmax(logits, s->n_vocab);
+    if (s->p.temperature <= 0.0f) return sampler_argmax(logits, s->n_vocab);
 
     /* Drawn first so that every non-greedy call advances the stream by exactly one. */
     const float u = rng_float(&s->rng);
@@ -338,7 +353,7 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t
         sorted = 0;
     }
     /* Every logit -inf or NaN: no distribution to draw from, fall back to argmax. */
-    if (max == -INFINITY) return sorted ? c[0].id : argmax(logits, s->n_vocab);
+    if (max == -INFINITY) return sorted ? c[0].id : sampler_argmax(logits, s->n_vocab);
 
     /* Softmax, stabilised by the max; unnormalised (the max gets 1), summed in double. */
     double total = 0.0;

@@ -40,6 +40,11 @@ int sampler_is_greedy(const sampler *s);
 ** sampler_sample would, and return 1; else return 0 and draw nothing. */
 int sampler_device_params(sampler *s, int max_k, float p[6]);
 
+/* The greedy choice: the largest logit, ties to the lowest id, NaN never chosen (0 when every
+** logit is NaN). What sampler_sample returns at temperature 0 without penalties; the CPU
+** backend calls it for the rows a step samples greedily. Reads only `logits`: thread-safe. */
+int32_t sampler_argmax(const float *logits, int32_t n);
+
 /* Choose the next token. `logits` (n_vocab) may be modified. `history` holds the
 ** sequence so far (prompt + generated), used by the penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);

@@ -1,12 +1,13 @@
 /*
-** backend_cpu.c — the CPU backend: ops.h kernels on an explicit thread pool, and the paged
-** attention kernel (threaded over (row, head) pairs; each pair walks its sequence's blocks).
+** backend_cpu.c — the CPU backend: ops.h kernels on an explicit thread pool; the paged
+** attention kernel is ops_attn.c's.
 */
 #include "../backend.h"
+#include "../sampler.h"
 #include "ops.h"
+#include "ops_attn.h"
 #include "quant.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@ typedef struct cpu_backend {
     threadpool *tp;
     float *scores;     /* (n_threads, scores_cap) attention scratch */
     int scores_cap;
+    int32_t *ids;      /* (ids_cap) greedy tokens of a step's logit rows */
+    int32_t *pick;     /* (ids_cap) the logit rows that take one */
+    int ids_cap;
 } cpu_backend;
 
 static cpu_backend *cpu(backend *be) { return (cpu_backend *)be; }
@@ -25,6 +29,8 @@ static void cpu_destroy(backend *be)
     cpu_backend *c = cpu(be);
     tp_destroy(c->tp);
     free(c->scores);
+    free(c->ids);
+    free(c->pick);
     free(c);
 }
 
@@ -65,88 +71,6 @@ static void cpu_swiglu(backend *be, float *h, const float *g, const float *u, in
     ops_swiglu(cpu(be)->tp, h, g, u, n);
 }
 
-typedef struct attn_job {
-    const attn_args *a;
-    float *scores;
-    int scores_cap;
-} attn_job;
-
-/* q·k and y += a x over one head: AVX2+FMA where the CPU has it (attention reads every cached
-** position of every head each step, so these loops matter at long contexts). */
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
-{
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    float s = _mm_cvtss_f32(h);
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n)
-{
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-static float dot(const float *a, const float *b, int n, int avx2)
-{
-    if (avx2) return dot_avx2(a, b, n);
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void axpy(float *y, float a, const float *x, int n, int avx2)
-{
-    if (avx2) {
-        axpy_avx2(y, a, x, n);
-        return;
-    }
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-/* One query head of one row: scores over positions 0..pos, softmax, weighted sum of V. */
-static void attend_one(const attn_args *a, int r, int h, float *sc)
-{
-    const kv_pool *pool = a->pool;
-    int hd = a->head_dim, bt = pool->block_tokens;
-    int kvh = h / (a->n_heads / a->n_kv_heads);
-    size_t kvd = (size_t)pool->kv_dim;
-    const float *q = a->q + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    float *out = a->out + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    int32_t pos = a->b->pos[r];
-    const int32_t *blocks = a->b->tables[r]->blocks;
-    float scale = 1.0f / sqrtf((float)hd);
-
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *k = kv_k(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        sc[t] = dot(q, k, hd, avx2) * scale;
-    }
-    ops_ref_softmax(sc, pos + 1);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *v = kv_v(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        axpy(out, sc[t], v, hd, avx2);
-    }
-}
-
-static void attn_worker(void *arg, int ith, int nth)
-{
-    attn_job *job = arg;
-    const attn_args *a = job->a;
-    int total = a->b->n * a->n_heads;
-    float *sc = job->scores + (size_t)ith * (size_t)job->scores_cap;
-    for (int i = ith; i < total; i += nth) attend_one(a, i / a->n_heads, i % a->n_heads, sc);
-}
-
 static infer_status cpu_attention(backend *be, const attn_args *a)
 {
     cpu_backend *c = cpu(be);
@@ -156,8 +80,51 @@ static infer_status cpu_attention(backend *be, const attn_args *a)
         c->scores = s;
         c->scores_cap = a->max_ctx;
     }
-    attn_job job = { a, c->scores, c->scores_cap };
-    tp_run(c->tp, attn_worker, &job);
+    ops_attention(c->tp, a, c->scores, c->scores_cap);
+    return INFER_OK;
+}
+
+typedef struct argmax_job {
+    const float *logits;
+    const int32_t *pick;
+    int32_t *ids;
+    int n_pick, n_vocab;
+} argmax_job;
+
+static void argmax_worker(void *arg, int ith, int nth)
+{
+    argmax_job *job = arg;
+    for (int i = ith; i < job->n_pick; i += nth) {
+        int32_t j = job->pick[i];
+        job->ids[j] = sampler_argmax(job->logits + (size_t)j * (size_t)job->n_vocab, job->n_vocab);
+    }
+}
+
+/* The greedy rows' argmax, rows spread over the pool (each reads its 4 * n_vocab bytes once). */
+static infer_status cpu_argmax(backend *be, const batch *b, int n_vocab, fwd_out *out)
+{
+    cpu_backend *c = cpu(be);
+    if (b->n_logits > c->ids_cap) {
+        int32_t *ids = realloc(c->ids, (size_t)b->n_logits * sizeof *ids);
+        if (ids) c->ids = ids;
+        int32_t *pick = realloc(c->pick, (size_t)b->n_logits * sizeof *pick);
+        if (pick) c->pick = pick;
+        if (!ids || !pick) return infer_err(INFER_ENOMEM, "out of memory for %d greedy picks", b->n_logits);
+        c->ids_cap = b->n_logits;
+    }
+    int n_pick = 0;
+    for (int r = 0, j = 0; r < b->n; r++) {
+        if (!b->want_logits[r]) continue;
+        if (!b->full_logits[r]) c->pick[n_pick++] = j;
+        else c->ids[j] = -1;
+        j++;
+    }
+    out->argmax = NULL;
+    if (n_pick == 0) return INFER_OK;
+    argmax_job job = { out->logits, c->pick, c->ids, n_pick, n_vocab };
+    if (n_pick == 1) argmax_worker(&job, 0, 1); /* not worth waking the pool */
+    else tp_run(c->tp, argmax_worker, &job);
+    out->argmax = c->ids;
     return INFER_OK;
 }
 
@@ -169,6 +136,7 @@ static const backend_ops cpu_ops = {
     .rope = cpu_rope,
     .swiglu = cpu_swiglu,
     .attention = cpu_attention,
+    .argmax = cpu_argmax,
 };
 
 infer_status backend_cpu_create(int n_threads, backend **out)
