@@ -21,11 +21,16 @@
 **    (default 20,40,60,80,100). Goal of the issue: p99 TTFT at 80% <= 2x unloaded TTFT, taken
 **    like for like as the unloaded run's p99 (same prompt lengths; its median is shown too).
 **    The max-throughput run with 64 clients is also the scheduling overhead measurement "at
-**    64 running sequences" (goal < 1% on CPU). Max-throughput runs are repeated (--repeat)
+**    64 running sequences" (goal < 1% on CPU, < 3% on a GPU). Max-throughput runs are repeated (--repeat)
 **    and the best counts: on a shared machine other processes only ever slow a run down.
 **  - --prefix-compare: max throughput with a 50% shared system prefix, in a session with the
 **    prefix cache on and one with it off (the session parameter), runs alternating between
-**    them; goal: on/off >= 1.5x.
+**    them; goal: on/off >= 1.5x. Its workload is its own (--prefix-prompt-len,
+**    --prefix-output-len): a RAG / chat-with-a-system-prompt shape, prompts of 512-1024 tokens
+**    whose first half (of the mean) is the same system prompt, and chat-length answers
+**    (sharegpt:32). Prefix caching only removes prompt work, so the gain it can give depends on
+**    the share of prompt work in the whole; with the sweep's short chat prompts (sharegpt:64,
+**    decode-dominated) the same cache gives about 1.1x.
 **
 ** Workload: prompt and output lengths (in tokens) are drawn per request from a distribution
 ** (fixed, uniform, log-normal, or a ShareGPT-like mix of two log-normals) with a PRNG keyed by
@@ -187,13 +192,17 @@ typedef struct opts {
     int requests;           /* > 0: runs of N requests instead of --duration */
     int loads[MAX_LOADS], n_loads;
     int max_clients, min_requests, repeat, retries;
+    int pfx_clients;        /* clients of the --prefix-compare runs */
     double busy_limit;
     len_dist plen, olen;
+    len_dist pfx_plen, pfx_olen; /* the --prefix-compare workload */
     double prefix_pct;      /* < 0: not given */
     uint64_t seed;
     float temperature;
     const char *model, *tokenizer, *json_path, *png_path;
     int threads, max_running, max_batch_tokens, kv_mb, prefix_cache, no_png, progress, quick;
+    int backend;              /* --backend: infer_backend (default the CPU) */
+    const char *backend_name;
 } opts;
 
 static void usage(FILE *f)
@@ -234,6 +243,12 @@ static void usage(FILE *f)
         "                        (default sharegpt:64: 75%% log-normal around 0.6 MEAN, 25%% around\n"
         "                        2.2 MEAN; log-normal kinds are clipped to [min, 4 MEAN])\n"
         "  --output-len SPEC     generated tokens, same forms (default sharegpt:32; min 2)\n"
+        "  --prefix-prompt-len SPEC, --prefix-output-len SPEC\n"
+        "                        the --prefix-compare workload (default uniform:512:1024 and\n"
+        "                        sharegpt:32: long prompts that start with a shared system prompt)\n"
+        "  --prefix-clients N    clients of the --prefix-compare runs (default 16: with prompts this\n"
+        "                        long the step budget is full of prompt tokens already; 64 clients\n"
+        "                        take minutes before every client has finished one request)\n"
         "  --prefix-pct P        every prompt starts with the same system prefix of P%% of the mean\n"
         "                        prompt length (default 0; 50 in --prefix-compare)\n"
         "  --seed N              workload seed (default 1)\n"
@@ -244,6 +259,7 @@ static void usage(FILE *f)
         "  -z, --tokenizer PATH  llama2.c tokenizer.bin (default $INFER_SHARED/models/tokenizer.bin,\n"
         "                        ../shared/models/tokenizer.bin; with --model, its own default)\n"
         "  -t, --threads N       compute threads (default 0 = all cores)\n"
+        "      --backend B       cpu (default), cuda or auto\n"
         "  --max-running N       max_running (default 64)\n"
         "  --max-batch-tokens N  max_batch_tokens, the chunked-prefill step budget (default: the\n"
         "                        library's, 512)\n"
@@ -282,6 +298,8 @@ static int parse_args(int argc, char **argv, opts *o)
     o->seed = 1;
     o->max_running = 64;
     o->prefix_cache = 1;
+    o->backend = INFER_BACKEND_CPU;
+    o->backend_name = "cpu";
     o->progress = 1;
     o->n_loads = -1;
     o->min_requests = -1;
@@ -291,6 +309,8 @@ static int parse_args(int argc, char **argv, opts *o)
     o->png_path = "build/bench/serve_load.png";
     dist_parse("--prompt-len", "sharegpt:64", 4, &o->plen);
     dist_parse("--output-len", "sharegpt:32", 2, &o->olen);
+    dist_parse("--prefix-prompt-len", "uniform:512:1024", 4, &o->pfx_plen);
+    dist_parse("--prefix-output-len", "sharegpt:32", 2, &o->pfx_olen);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, rc = 0;
@@ -315,12 +335,15 @@ static int parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--warmup")) rc = bench_parse_double(a, v, 0, 86400, &o->warmup);
         else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, 10000000, &o->requests);
         else if (!strcmp(a, "--max-clients")) rc = parse_int(a, v, 1, 100000, &o->max_clients);
+        else if (!strcmp(a, "--prefix-clients")) rc = parse_int(a, v, 1, 100000, &o->pfx_clients);
         else if (!strcmp(a, "--min-requests")) rc = parse_int(a, v, 0, 10000000, &o->min_requests);
         else if (!strcmp(a, "--repeat")) rc = parse_int(a, v, 1, 100, &o->repeat);
         else if (!strcmp(a, "--retries")) rc = parse_int(a, v, 0, 100, &o->retries);
         else if (!strcmp(a, "--busy-limit")) rc = bench_parse_double(a, v, 0, 1024, &o->busy_limit);
         else if (!strcmp(a, "--prompt-len")) rc = dist_parse(a, v, 4, &o->plen);
         else if (!strcmp(a, "--output-len")) rc = dist_parse(a, v, 2, &o->olen);
+        else if (!strcmp(a, "--prefix-prompt-len")) rc = dist_parse(a, v, 4, &o->pfx_plen);
+        else if (!strcmp(a, "--prefix-output-len")) rc = dist_parse(a, v, 2, &o->pfx_olen);
         else if (!strcmp(a, "--prefix-pct")) rc = bench_parse_double(a, v, 0, 95, &o->prefix_pct);
         else if (!strcmp(a, "--seed")) { rc = bench_parse_double(a, v, 0, 1e18, &x); o->seed = (uint64_t)x; }
         else if (!strcmp(a, "--temperature")) { rc = bench_parse_double(a, v, 0, 10, &x); o->temperature = (float)x; }
@@ -329,6 +352,16 @@ static int parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(a, "-o") || !strcmp(a, "--json")) { o->json_path = v; rc = v ? 0 : -1; }
         else if (!strcmp(a, "--png")) { o->png_path = v; rc = v ? 0 : -1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, v, 0, 1024, &o->threads);
+        else if (!strcmp(a, "--backend")) {
+            if (v && !strcmp(v, "cpu")) o->backend = INFER_BACKEND_CPU;
+            else if (v && !strcmp(v, "cuda")) o->backend = INFER_BACKEND_CUDA;
+            else if (v && !strcmp(v, "auto")) o->backend = INFER_BACKEND_AUTO;
+            else {
+                fprintf(stderr, PROG ": --backend is cpu, cuda or auto\n");
+                return -1;
+            }
+            o->backend_name = v;
+        }
         else if (!strcmp(a, "--max-running")) rc = parse_int(a, v, 1, 100000, &o->max_running);
         else if (!strcmp(a, "--max-batch-tokens")) rc = parse_int(a, v, 1, 1 << 20, &o->max_batch_tokens);
         else if (!strcmp(a, "--kv-mb")) rc = parse_int(a, v, 1, 1 << 20, &o->kv_mb);
@@ -378,6 +411,7 @@ static int parse_args(int argc, char **argv, opts *o)
         o->threads = ncpu > 0 ? (int)ncpu : 1; /* what the library's 0 means */
     }
     if (o->max_clients <= 0) o->max_clients = o->quick && o->max_running > 16 ? 16 : o->max_running;
+    if (o->pfx_clients <= 0) o->pfx_clients = o->max_clients < 16 ? o->max_clients : 16;
     if (!strcmp(o->png_path, "") || o->no_png) o->png_path = NULL;
     return 0;
 }
@@ -404,7 +438,7 @@ static infer_session *session_open(const bench *b, int prefix_cache)
     const opts *o = b->o;
     infer_session_params sp;
     infer_session_params_init(&sp);
-    sp.backend = INFER_BACKEND_CPU;
+    sp.backend = (infer_backend)o->backend;
     sp.threading = INFER_THREADING_ENGINE;
     sp.n_threads = o->threads;
     sp.max_running = o->max_running;
@@ -601,6 +635,7 @@ typedef struct run_result {
     double prefix_pct;
     int prefix_tokens;
     double hit_rate, sched_us, fwd_us, sched_pct, seqs_per_step, others;
+    char plen[64], olen[64];         /* the workload's length specs */
 } run_result;
 
 /* Request i, built ahead of its arrival: prompt text and output length. */
@@ -900,6 +935,8 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
     /* ---- results ---- */
     memset(res, 0, sizeof *res);
     res->cfg = *cfg;
+    snprintf(res->plen, sizeof res->plen, "%s", o->plen.spec);
+    snprintf(res->olen, sizeof res->olen, "%s", o->olen.spec);
     res->prefix_pct = b->prefix_pct;
     res->prefix_tokens = b->prefix_tokens;
     int used = atomic_load(&c.n_sub);
@@ -1041,11 +1078,11 @@ static void json_run(FILE *f, const bench *b, const run_result *r, const char *g
     fprintf(f, ",\"clients\":%d", r->cfg.closed ? r->cfg.clients : 0);
     json_num(f, "offered_rps", r->cfg.closed ? NAN : r->cfg.rate);
     json_num(f, "load_pct", r->cfg.load_pct > 0 ? r->cfg.load_pct : NAN);
-    fprintf(f, ",\"prompt_len\":\"%s\",\"output_len\":\"%s\"", o->plen.spec, o->olen.spec);
+    fprintf(f, ",\"prompt_len\":\"%s\",\"output_len\":\"%s\"", r->plen, r->olen);
     json_num(f, "prefix_pct", r->prefix_pct);
     fprintf(f, ",\"prefix_tokens\":%d,\"prefix_cache\":%d,\"max_running\":%d,\"max_batch_tokens\":%d,"
-               "\"threads\":%d,\"seed\":%llu",
-            r->prefix_tokens, r->cfg.prefix_cache, o->max_running, o->max_batch_tokens, o->threads,
+               "\"backend\":\"%s\",\"threads\":%d,\"seed\":%llu",
+            r->prefix_tokens, r->cfg.prefix_cache, o->max_running, o->max_batch_tokens, o->backend_name, o->threads,
             (unsigned long long)o->seed);
     json_num(f, "window_s", r->window_s);
     fprintf(f, ",\"submitted\":%d,\"measured\":%d,\"completed_in_window\":%d,\"rejected\":%d,\"errors\":%d,"
@@ -1105,7 +1142,8 @@ static void print_tables(FILE *out, const run_result *r, int n)
     fprintf(out, "(offered: requests/s, or N clients; window: seconds measured; req/s, out tok/s: completions\n"
                  " and tokens in the window; seqs/step: tokens sampled per engine step; prefix%%: prompt tokens\n"
                  " taken from the prefix cache; sched us: engine host time per step outside forward passes\n"
-                 " (admission, batch building, sampling, events); sched%%: of sched + forward; others: cores\n"
+                 " (admission, batch building, sampling, events; a greedy row's argmax is part of the\n"
+                 " forward pass, as on the GPU); sched%%: of sched + forward; others: cores\n"
                  " other processes used meanwhile; n: requests measured)\n");
     double worst = 0;
     for (int i = 0; i < n; i++) worst = r[i].others > worst ? r[i].others : worst;
@@ -1218,7 +1256,8 @@ static int synth_model(bench *b, const bench_shape *sh, char *path, size_t cap, 
 typedef struct goals {
     int have_ttft, have_prefix, have_sched;
     double ttft_p99_80, ttft_unl_p50, ttft_unl_p99, ttft_load;
-    double pfx_on, pfx_off, pfx_tok_on, pfx_tok_off, pfx_hit;
+    double pfx_on, pfx_off, pfx_tok_on, pfx_tok_off, pfx_hit, pfx_mean_prompt;
+    int pfx_tokens;
     double sched_pct, sched_us, sched_seqs;
 } goals;
 
@@ -1246,6 +1285,10 @@ int main(int argc, char **argv)
             return 2;
         }
         int max_tokens = o.plen.hi + o.olen.hi + 1;
+        if (o.prefix_compare) {
+            int pm = o.pfx_plen.hi + o.pfx_olen.hi + 1;
+            if (pm > max_tokens) max_tokens = pm;
+        }
         if (max_tokens > sh.seq_len) sh.seq_len = (max_tokens + 255) / 256 * 256; /* the longest must fit */
         if (synth_model(&b, &sh, model_path, sizeof model_path, &model_fd)) return 1;
         b.model_path = model_path;
@@ -1374,20 +1417,29 @@ int main(int argc, char **argv)
         infer_session_destroy(s);
         s = NULL;
         double pct = o.prefix_pct > 0 ? o.prefix_pct : 50;
-        infer_session *sp[2] = { session_open(&b, 0), NULL };
-        sp[1] = sp[0] ? session_open(&b, 1) : NULL;
-        int rc = !sp[1] || prefix_setup(&b, sp[0], pct) || warm_up(&b, sp[0]) || warm_up(&b, sp[1]);
+        opts op = o; /* its own workload: long prompts with a shared system prompt */
+        op.plen = o.pfx_plen;
+        op.olen = o.pfx_olen;
+        op.max_clients = o.pfx_clients; /* warm_up sends this many */
+        bench bp = b;
+        bp.o = &op;
+        infer_session *sp[2] = { session_open(&bp, 0), NULL };
+        sp[1] = sp[0] ? session_open(&bp, 1) : NULL;
+        int rc = !sp[1] || prefix_setup(&bp, sp[0], pct);
+        b.prefix_text = bp.prefix_text; /* prefix_setup replaced it: freed once, at the end */
+        b.prefix_tokens = bp.prefix_tokens;
+        rc = rc || warm_up(&bp, sp[0]) || warm_up(&bp, sp[1]);
         int i_arm[2] = { n_res, n_res + 1 };
         uint64_t base = stream;
         stream += (uint64_t)o.repeat;
         for (int k = 0; k < o.repeat && !rc; k++) {
             for (int on = 0; on < 2 && !rc; on++) {
-                run_cfg c = { "", 1, o.max_clients, 0, 0, base + (uint64_t)k, on };
+                run_cfg c = { "", 1, o.pfx_clients, 0, 0, base + (uint64_t)k, on };
                 snprintf(c.label, sizeof c.label, "prefix%.0f-%s", pct, on ? "on" : "off");
                 fprintf(stderr, "prefix cache %s, %.0f%% shared prefix (%d tokens):\n", on ? "on" : "off", pct,
-                        b.prefix_tokens);
+                        bp.prefix_tokens);
                 run_result one;
-                rc = run_one(&b, sp[on], &c, &one);
+                rc = run_one(&bp, sp[on], &c, &one);
                 if (!rc && (k == 0 || one.req_s > res[i_arm[on]].req_s)) res[i_arm[on]] = one;
             }
         }
@@ -1401,6 +1453,8 @@ int main(int argc, char **argv)
         g.pfx_on = res[i_arm[1]].req_s;
         g.pfx_tok_on = res[i_arm[1]].out_tok_s;
         g.pfx_hit = res[i_arm[1]].hit_rate;
+        g.pfx_tokens = bp.prefix_tokens;
+        g.pfx_mean_prompt = res[i_arm[1]].mean_prompt;
         g.have_prefix = 1;
     }
     failed = 0;
@@ -1409,10 +1463,13 @@ done:
     infer_session_destroy(s);
     if (n_res > 0) {
         printf("\nserve_load: libinfer %s, %s\n", infer_version(), b.model_desc);
-        printf("CPU backend, %d threads, max_running %d, max_batch_tokens %d, prompts %s, outputs %s, "
+        printf("%s backend, %d threads, max_running %d, max_batch_tokens %d, prompts %s, outputs %s, "
                "%s, seed %llu\n",
-               o.threads, o.max_running, o.max_batch_tokens, o.plen.spec,
+               o.backend_name, o.threads, o.max_running, o.max_batch_tokens, o.plen.spec,
                o.olen.spec, o.temperature > 0 ? "sampled" : "greedy", (unsigned long long)o.seed);
+        if (o.prefix_compare)
+            printf("prefix-compare workload: prompts %s, outputs %s, %.0f%% shared prefix\n", o.pfx_plen.spec,
+                   o.pfx_olen.spec, o.prefix_pct > 0 ? o.prefix_pct : 50);
         if (o.requests > 0) printf("%d requests per run, all measured\n\n", o.requests);
         else printf("runs of %.0f s, the first %s not measured; longer until about %d requests are measured\n\n",
                     o.duration, o.warmup >= 0 ? "--warmup s" : "15%", o.min_requests);
@@ -1437,23 +1494,30 @@ done:
         }
         if (g.have_prefix) {
             double ratio = g.pfx_on / g.pfx_off;
-            printf("  prefix caching raises max throughput >= 1.5x (50%% shared prefix): %.2f vs %.2f req/s: "
-                   "%.2fx (out tok/s %.2fx; hit rate %.1f%%)  %s\n",
-                   g.pfx_on, g.pfx_off, ratio, g.pfx_tok_on / g.pfx_tok_off, 100 * g.pfx_hit,
-                   ratio >= 1.5 ? "met" : "NOT MET");
+            printf("  prefix caching raises max throughput >= 1.5x (%.0f%% shared prefix): %.2f vs %.2f req/s: "
+                   "%.2fx (out tok/s %.2fx; hit rate %.1f%%)  %s\n"
+                   "    (prompts %s, mean %.0f tokens, the first %d shared; outputs %s)\n",
+                   o.prefix_pct > 0 ? o.prefix_pct : 50, g.pfx_on, g.pfx_off, ratio, g.pfx_tok_on / g.pfx_tok_off,
+                   100 * g.pfx_hit, ratio >= 1.5 ? "met" : "NOT MET", o.pfx_plen.spec, g.pfx_mean_prompt,
+                   g.pfx_tokens, o.pfx_olen.spec);
             json_num(js, "prefix_on_req_s", g.pfx_on);
             json_num(js, "prefix_off_req_s", g.pfx_off);
             json_num(js, "prefix_ratio", ratio);
+            json_num(js, "prefix_hit_rate", g.pfx_hit);
+            fprintf(js, ",\"prefix_prompt_len\":\"%s\",\"prefix_output_len\":\"%s\",\"prefix_tokens\":%d",
+                    o.pfx_plen.spec, o.pfx_olen.spec, g.pfx_tokens);
             fprintf(js, ",\"prefix_goal_met\":%s", ratio >= 1.5 ? "true" : "false");
         }
         if (g.have_sched) {
-            printf("  scheduling overhead < 1%% at 64 running sequences: %.2f%% (%.0f us/step at %.1f seqs/step)"
-                   "  %s\n",
-                   g.sched_pct, g.sched_us, g.sched_seqs, g.sched_pct < 1 ? "met" : "NOT MET");
+            /* issue 5's goal: < 1% of the step on the CPU, < 3% on a GPU (its steps are shorter) */
+            double lim = o.backend == INFER_BACKEND_CUDA ? 3.0 : 1.0;
+            printf("  scheduling overhead < %.0f%% (%s) at 64 running sequences: %.2f%% (%.0f us/step at %.1f "
+                   "seqs/step)  %s\n", lim, o.backend_name, g.sched_pct, g.sched_us, g.sched_seqs,
+                   g.sched_pct < lim ? "met" : "NOT MET");
             json_num(js, "sched_pct_64", g.sched_pct);
             json_num(js, "sched_us_per_step_64", g.sched_us);
             json_num(js, "seqs_per_step_64", g.sched_seqs);
-            fprintf(js, ",\"sched_goal_met\":%s", g.sched_pct < 1 ? "true" : "false");
+            fprintf(js, ",\"sched_goal_met\":%s", g.sched_pct < lim ? "true" : "false");
         }
         fprintf(js, "}\n");
     }

@@ -41,6 +41,14 @@ static infer_request_id submit(infer_session *s, const char *prompt, int max_tok
     return id;
 }
 
+/* Every request ended: no KV block may still be held. */
+static void assert_pool_free(infer_session *s)
+{
+    infer_stats st = { .size = sizeof st };
+    assert_int_equal(infer_session_stats(s, &st), INFER_OK);
+    assert_int_equal(st.kv_blocks_used, 0);
+}
+
 /* Poll to the end; record the order in which requests produced their first token and
 ** their final statuses. */
 static void run_all(infer_session *s, int n, int *first_order, infer_status *status)
@@ -81,6 +89,7 @@ static void test_priority_order(void **state)
     int want[6] = { 4, 2, 5, 0, 1, 3 };
     assert_memory_equal(order, want, sizeof want);
     for (int i = 0; i < 6; i++) assert_int_equal(st[i], INFER_OK);
+    assert_pool_free(s);
     infer_session_destroy(s);
 }
 
@@ -119,6 +128,7 @@ static void test_model_concurrency_limit(void **state)
     infer_stats stats = { .size = sizeof stats };
     assert_int_equal(infer_session_stats(s, &stats), INFER_OK);
     assert_int_equal(stats.max_batch_seqs, 2);
+    assert_int_equal(stats.kv_blocks_used, 0);
     infer_session_destroy(s);
 }
 
@@ -162,6 +172,14 @@ static void test_chunked_prefill_does_not_stall_decodes(void **state)
     printf("\n");
     assert_true(steps >= 300 / 8);                 /* it was chunked */
     for (int i = 0; i < 8; i++) assert_true(per_seq[i] >= steps - 1); /* one token every step */
+    /* let all 9 finish: every block comes back */
+    int left = 9;
+    while (left > 0) {
+        int k = infer_poll(s, ev, 64, 20000);
+        assert_true(k > 0);
+        for (int i = 0; i < k; i++) left -= ev[i].type == INFER_EVENT_DONE;
+    }
+    assert_pool_free(s);
     infer_session_destroy(s);
 }
 
