@@ -453,7 +453,12 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         int gi = -1;
         for (int i = 0; i < cm->n_graphs; i++)
             if (cm->graphs[i].rows == R && cm->graphs[i].ctx == ctx) gi = i;
-        if (gi < 0 && (st = capture(c, cm, &sh, dp, R, ctx, &gi))) return st;
+        if (gi < 0) {
+            double tc = now_ms();
+            if ((st = capture(c, cm, &sh, dp, R, ctx, &gi))) return st;
+            cm->captures++;
+            cm->capture_ms += now_ms() - tc;
+        }
         /* Every rank's replay is enqueued before any waits: the previous step ended with a
         ** synchronize on each, so no launch blocks on another GPU's collective. */
         for (int r = 0; r < cm->n_ranks; r++) {

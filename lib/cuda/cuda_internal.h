@@ -28,7 +28,9 @@ infer_status blas_fail(cublasStatus_t st, const char *what);
         if (e_) return cu_fail(e_, #call);      \
     } while (0)
 
-#define CUDA_MAX_GRAPHS 32
+/* Decode graphs kept per model: 15 row buckets x the context buckets of contexts up to 16k
+** (256 .. 16384) fit, so a serving load does not evict and re-capture (~ms each). */
+#define CUDA_MAX_GRAPHS 128
 
 typedef struct cuda_be {
     backend base;
@@ -105,7 +107,8 @@ typedef struct cuda_model {
     int n_segs;
     graph_ent graphs[CUDA_MAX_GRAPHS];
     int n_graphs;
-    uint64_t steps, graph_steps;
+    uint64_t steps, graph_steps, captures;
+    double capture_ms;       /* host time spent capturing and instantiating graphs */
     /* Tensor parallelism, in rank 0's state: every rank's state (peer[0] = this one), the
     ** vocabulary split (each rank's logits slice is vocab_pad wide at most), the slices
     ** received from the other ranks and the full logit rows assembled from them. */

@@ -443,9 +443,10 @@ void cuda_rank_free(cuda_be *c, cuda_model *cm)
     cudaStreamSynchronize(c->stream);
     if (cm->prof_ev[0]) {
         double n = cm->steps ? (double)cm->steps : 1.0;
-        fprintf(stderr, "libinfer cuda profile (GPU %d, %s): %llu steps (%llu from graphs): host packing %.3f ms, GPU %.3f ms, "
-                "forward wall %.3f ms per step\n", c->dev, c->name, (unsigned long long)cm->steps,
-                (unsigned long long)cm->graph_steps, cm->prof_pack_ms / n, cm->prof_gpu_ms / n, cm->prof_wall_ms / n);
+        fprintf(stderr, "libinfer cuda profile (GPU %d, %s): %llu steps (%llu from graphs; %llu graphs captured in %.1f ms): "
+                "host packing %.3f ms, GPU %.3f ms, forward wall %.3f ms per step\n", c->dev, c->name,
+                (unsigned long long)cm->steps, (unsigned long long)cm->graph_steps, (unsigned long long)cm->captures,
+                cm->capture_ms, cm->prof_pack_ms / n, cm->prof_gpu_ms / n, cm->prof_wall_ms / n);
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[0]);
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[1]);
     }
