@@ -217,6 +217,7 @@ static void usage(FILE *f)
         "  --sweep               max throughput (closed loop, --max-clients), unloaded TTFT (closed\n"
         "                        loop, 1 client), then open loop at --loads percent of the max; checks\n"
         "                        p99 TTFT at 80%% <= 2x unloaded, and scheduling overhead < 1%% at 64 seqs\n"
+        "                        (< 3%% with --backend cuda)\n"
         "  --prefix-compare      max throughput with a shared prefix (--prefix-pct, default 50 here)\n"
         "                        with the prefix cache off and on (alternating runs); checks on/off\n"
         "                        >= 1.5x\n"
