@@ -743,7 +743,8 @@ static void test_errors(void **state)
 
 /* ---------------------------------------------------------------- tensor parallelism (2 GPUs) */
 
-/* The golden cases with every layer split over GPUs 0 and 1: the same ids, text and logits. */
+/* The golden cases with every layer split over GPUs 0 and 1: the same ids, text and logits (also
+** with INFER_CUDA_TP_SYMM_ROWS=1). */
 static void test_tp_golden(void **state)
 {
     NEED_TP();
@@ -754,6 +755,14 @@ static void test_tp_golden(void **state)
                  "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
     golden_model(INFER_BACKEND_CUDA, "models/stories260K.gguf", NULL, "golden/stories260K.greedy.txt",
                  "golden/stories260K.logits.txt", 1);
+    /* the experimental path: single-row steps all-reduce through NCCL symmetric windows (where
+    ** this NCCL has them; else the same plain path again) */
+    setenv("INFER_CUDA_TP_SYMM_ROWS", "1", 1);
+    golden_model(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", "golden/stories260K.greedy.txt",
+                 "golden/stories260K.logits.txt", 1);
+    golden_model(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.f32.bin", NULL,
+                 "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
+    unsetenv("INFER_CUDA_TP_SYMM_ROWS");
     golden_n_devices = 0;
 }
 

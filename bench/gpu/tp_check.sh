@@ -13,13 +13,16 @@
 #          and 64 greedy tokens, 2 GPUs vs 1; log in $OUT/test_tp_model.txt
 #   bench  gpu_decode (--seqs $SEQS --prefill 512) on GPU 0, on GPUs 0,1, and on GPUs 0,1 with
 #          INFER_CUDA_TP_NOCOMM=1 (the all-reduces and logit gather skipped: wrong tokens, but
-#          the difference of step times is the time a step spends communicating), all with
+#          the difference of step times is the time a step spends communicating), on GPUs 0,1
+#          with INFER_CUDA_TP_SYMM_ROWS=1 (the experimental all-reduces of single-row steps
+#          through NCCL symmetric windows: 2gpu-symm1), all with
 #          NCCL_GRAPH_MIXING_SUPPORT=0 (see README: libinfer never leaves a graph's collectives
 #          outstanding, and NCCL's default guard costs ~4 us a collective); then GPUs 0,1 with
 #          NCCL's default (2gpu-ncclmix). Results in $OUT/tp-*.jsonl, summary in $OUT/tp-summary.txt
 #
 # Environment: OUT (default $WORK/out), WORK (default /tmp/gpubench), INFER_SHARED (the shared
-# test data; default .shared), SEQS (default 1,64), NEW (new tokens, default 128).
+# test data; default .shared), SEQS (default 1,64), NEW (new tokens, default 128), RUNS (the
+# bench runs, NAME:DEVICES, default "1gpu:0 2gpu:0,1 2gpu-symm1:0,1 2gpu-nocomm:0,1 2gpu-ncclmix:0,1").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -46,7 +49,7 @@ if want gen && [ ! -f "$hf/config.json" ]; then
 fi
 if want tests; then
     log "tests: test_cuda"
-    INFER_TEST_TP_MODEL= timeout 400 build/tests/test_cuda > "$OUT/test_cuda.txt" 2>&1
+    INFER_CUDA_PROFILE=1 INFER_TEST_TP_MODEL= timeout 400 build/tests/test_cuda > "$OUT/test_cuda.txt" 2>&1
     log "tests: rc $? — $(grep -E 'PASSED|FAILED|SKIPPED' "$OUT/test_cuda.txt" | tr '\n' ' ')"
     grep -E '^\s{4}' "$OUT/test_cuda.txt" | tail -30
 fi
@@ -56,17 +59,18 @@ if [ -n "$genpid" ]; then
 fi
 if want big; then
     log "big: test_tp_model on $hf"
-    INFER_TEST_FILTER=test_tp_model INFER_TEST_TP_MODEL=$hf timeout 300 build/tests/test_cuda \
+    INFER_CUDA_PROFILE=1 INFER_TEST_FILTER=test_tp_model INFER_TEST_TP_MODEL=$hf timeout 300 build/tests/test_cuda \
         > "$OUT/test_tp_model.txt" 2>&1
     log "big: rc $?"
     cat "$OUT/test_tp_model.txt"
 fi
 if want bench; then
     args=(-m "$hf" --shape 8b --dtype bf16 --seqs "$SEQS" --new-tokens "$NEW" --prefill 512 --repeat 3)
-    for run in 1gpu:0 2gpu:0,1 2gpu-nocomm:0,1 2gpu-ncclmix:0,1; do
+    for run in ${RUNS:-1gpu:0 2gpu:0,1 2gpu-symm1:0,1 2gpu-nocomm:0,1 2gpu-ncclmix:0,1}; do
         name=${run%%:*} devs=${run#*:}
         env=(NCCL_GRAPH_MIXING_SUPPORT=0)
         [ "$name" = 2gpu-nocomm ] && env+=(INFER_CUDA_TP_NOCOMM=1)
+        [ "$name" = 2gpu-symm1 ] && env+=(INFER_CUDA_TP_SYMM_ROWS=1)
         [ "$name" = 2gpu-ncclmix ] && env=(NCCL_GRAPH_MIXING_SUPPORT=1)
         log "bench: $name (devices $devs)"
         env "${env[@]}" timeout 240 build/bench/gpu_decode "${args[@]}" --devices "$devs" --label "8b-bf16-$name" \
@@ -88,9 +92,12 @@ def load(name):
                 rows[(r["case"], r["seqs"])] = r
     return rows
 one, two, nocomm, mix = load("1gpu"), load("2gpu"), load("2gpu-nocomm"), load("2gpu-ncclmix")
+symm1 = load("2gpu-symm1")
 print("| case | 1 GPU tok/s | 2 GPUs tok/s | speedup | 2 GPUs, no collectives | communication per step | "
-      "2 GPUs, NCCL default |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+      "2 GPUs, NCCL default | 2 GPUs, INFER_CUDA_TP_SYMM_ROWS=1 |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+def alt(rows, key, a):
+    return f"{rows[key]['tok_s']:.1f} ({rows[key]['tok_s'] / a['tok_s']:.2f}x) |" if key in rows else "- |"
 for key in sorted(one):
     a, b, c = one[key], two.get(key), nocomm.get(key)
     if not b:
@@ -100,7 +107,8 @@ for key in sorted(one):
     m = mix.get(key)
     print(f"| {case} | {a['tok_s']:.1f} | {b['tok_s']:.1f} | {b['tok_s'] / a['tok_s']:.2f}x | "
           f"{c['tok_s'] if c else float('nan'):.1f} | {comm:.3f} ms of {b['step_ms']:.3f} | "
-          f"{m['tok_s'] if m else float('nan'):.1f} ({(m['tok_s'] / a['tok_s']) if m else float('nan'):.2f}x) |")
+          f"{m['tok_s'] if m else float('nan'):.1f} ({(m['tok_s'] / a['tok_s']) if m else float('nan'):.2f}x) | "
+          + alt(symm1, key, a))
 PY
 fi
 log "done"

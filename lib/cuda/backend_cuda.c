@@ -574,6 +574,8 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     c->profile = env && *env == '1';
     env = getenv("INFER_CUDA_TP_NOCOMM");
     c->tp_nocomm = env && *env == '1';
+    env = getenv("INFER_CUDA_TP_SYMM_ROWS");
+    c->tp_symm_rows = env ? atoi(env) : 0; /* experimental: see tp_cuda.c */
     infer_status st = backend_cpu_create(p->n_threads, &c->cpu);
     if (st) {
         free(c);

@@ -31,6 +31,10 @@ infer_status blas_fail(cublasStatus_t st, const char *what);
 /* Decode graphs kept per model: 15 row buckets x the context buckets of contexts up to 16k
 ** (256 .. 16384) fit, so a serving load does not evict and re-capture (~ms each). */
 #define CUDA_MAX_GRAPHS 128
+/* Residual buffers the symmetric all-reduces rotate through: out of place, never into the
+** buffer the previous all-reduce read (NCCL 2.28's symmetric kernels gave wrong sums in place
+** here, as in NVIDIA/nccl#1924). */
+#define CUDA_TP_SYMM_BUFS 3
 
 typedef struct cuda_be {
     backend base;
@@ -51,6 +55,8 @@ typedef struct cuda_be {
     struct cuda_be *rank[INFER_MAX_DEVICES];
     void *comm[INFER_MAX_DEVICES];  /* ncclComm_t of each rank */
     int tp_nocomm;           /* INFER_CUDA_TP_NOCOMM=1: skip the collectives (timing only: wrong results) */
+    int tp_symm_rows;        /* steps of up to this many rows all-reduce through NCCL symmetric
+                                windows (INFER_CUDA_TP_SYMM_ROWS, experimental; default 0: never) */
 } cuda_be;
 
 typedef struct dlayer {
@@ -117,6 +123,11 @@ typedef struct cuda_model {
     int64_t vocab, vocab_pad;
     int64_t vocab0;          /* this rank's first token id (0 on one GPU) */
     float *tp_recv, *tp_logits;
+    /* Under TP: x is x_plain (cudaMalloc'd, all-reduced in place) or one of xs, which NCCL
+    ** registered as symmetric windows (x_win) and which all-reduces rotate through. */
+    float *x_plain, *xs[CUDA_TP_SYMM_BUFS];
+    void *x_win[CUDA_TP_SYMM_BUFS];
+    int x_cur;               /* the xs that x is */
 } cuda_model;
 
 /* The pieces of a step, as run_layers strings them together on one GPU and tp_cuda.c across
@@ -163,6 +174,14 @@ infer_status cuda_tp_open(cuda_be *c, const infer_session_params *p);
 void cuda_tp_close(cuda_be *c);
 /* Shard m's weights over the ranks and upload each rank's part (rank 0's state: cm). */
 infer_status cuda_tp_model_init(cuda_be *c, cuda_model *cm, const infer_model *m);
+/* After every rank's workspace exists (cuda_rank_kv): CUDA_TP_SYMM_BUFS residual buffers per
+** rank in memory NCCL registers as symmetric windows, whose all-reduce kernels take ~3 us less
+** than the default ones on the small messages of batch-1 decoding (and more on larger ones);
+** where NCCL or the driver cannot (older NCCL, no VMM, GPUs not all linked by NVLink), every
+** step all-reduces x in place. tp_model_free: the windows and their memory, before
+** cuda_rank_free. */
+infer_status cuda_tp_model_kv(cuda_be *c, cuda_model *cm);
+void cuda_tp_model_free(cuda_be *c, cuda_model *cm);
 /* Enqueue a whole step on every rank (also what graphs capture); dp[r]: rank r's metadata. */
 infer_status cuda_tp_run(cuda_be *c, cuda_model *cm, const step_shape *sh, const step_ptrs *dp, int n_lrows);
 /* Set up one rank's device context (stream, cuBLAS, workspace) on device dev. */

@@ -350,6 +350,7 @@ infer_status cuda_model_kv(backend *be, infer_model *m)
         CU(cudaMalloc((void **)&cm->tp_recv, cap * (size_t)cm->n_ranks * (size_t)cm->vocab_pad * sizeof(float)));
         CU(cudaMalloc((void **)&cm->tp_logits, cap * (size_t)cm->vocab * sizeof(float)));
         cm->work_bytes += cap * ((size_t)cm->n_ranks * (size_t)cm->vocab_pad + (size_t)cm->vocab) * sizeof(float);
+        return cuda_tp_model_kv(c, cm);
     }
     return INFER_OK;
 }
@@ -431,6 +432,7 @@ void cuda_model_free(backend *be, infer_model *m)
     cudaSetDevice(c->dev);
     cudaFree(cm->tp_recv);
     cudaFree(cm->tp_logits);
+    if (cm->n_ranks > 1) cuda_tp_model_free(c, cm);
     for (int r = cm->n_ranks - 1; r >= 1; r--)
         if (cm->peer[r]) cuda_rank_free(c->rank[r], cm->peer[r]);
     cuda_rank_free(c, cm);
