@@ -26,31 +26,58 @@
 #include <math.h>
 #include <string.h>
 
+/* One (batch row, query head) pair: its query and output, its sequence's blocks, and where
+** its KV head sits in a pool row. */
+typedef struct head_view {
+    const float *q;
+    float *out;
+    const int32_t *blocks;
+    int32_t n;        /* positions 0..n-1 */
+    int hd, bt;
+    size_t kvd, koff; /* pool row stride, this KV head's offset in a row (floats) */
+    float scale;
+} head_view;
+
+static head_view head_at(const attn_args *a, int r, int h)
+{
+    head_view v;
+    size_t qo = ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)a->head_dim;
+    v.q = a->q + qo;
+    v.out = a->out + qo;
+    v.blocks = a->b->tables[r]->blocks;
+    v.n = a->b->pos[r] + 1;
+    v.hd = a->head_dim;
+    v.bt = a->pool->block_tokens;
+    v.kvd = (size_t)a->pool->kv_dim;
+    v.koff = (size_t)(h / (a->n_heads / a->n_kv_heads)) * (size_t)a->head_dim;
+    v.scale = 1.0f / sqrtf((float)a->head_dim);
+    return v;
+}
+
+/* Position t's K row (or V row) of the pair's KV head. */
+static inline const float *kv_row(const attn_args *a, const head_view *v, int32_t t, int want_v)
+{
+    int32_t blk = v->blocks[t / v->bt];
+    const float *base = want_v ? kv_v(a->pool, blk, a->layer) : kv_k(a->pool, blk, a->layer);
+    return base + (size_t)(t % v->bt) * v->kvd + v->koff;
+}
+
 /* ---- plain C: the reference form ---- */
 
 static void attend_plain(const attn_args *a, int r, int h, float *sc)
 {
-    const kv_pool *pool = a->pool;
-    const int hd = a->head_dim, bt = pool->block_tokens;
-    const int kvh = h / (a->n_heads / a->n_kv_heads);
-    const size_t kvd = (size_t)pool->kv_dim;
-    const float *q = a->q + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    float *out = a->out + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    const int32_t pos = a->b->pos[r];
-    const int32_t *blocks = a->b->tables[r]->blocks;
-    const float scale = 1.0f / sqrtf((float)hd);
-
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *k = kv_k(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
+    const head_view v = head_at(a, r, h);
+    for (int32_t t = 0; t < v.n; t++) {
+        const float *k = kv_row(a, &v, t, 0);
         float s = 0.0f;
-        for (int i = 0; i < hd; i++) s += q[i] * k[i];
-        sc[t] = s * scale;
+        for (int i = 0; i < v.hd; i++) s += v.q[i] * k[i];
+        sc[t] = s * v.scale;
     }
-    ops_ref_softmax(sc, pos + 1);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *v = kv_v(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        for (int i = 0; i < hd; i++) out[i] += sc[t] * v[i];
+    ops_ref_softmax(sc, v.n);
+    memset(v.out, 0, (size_t)v.hd * sizeof(float));
+    for (int32_t t = 0; t < v.n; t++) {
+        const float *vr = kv_row(a, &v, t, 1);
+        for (int i = 0; i < v.hd; i++) v.out[i] += sc[t] * vr[i];
     }
 }
 
@@ -84,26 +111,11 @@ static T256 void axpy_avx2(float *y, float a, const float *x, int n)
 
 static void attend_avx2(const attn_args *a, int r, int h, float *sc)
 {
-    const kv_pool *pool = a->pool;
-    const int hd = a->head_dim, bt = pool->block_tokens;
-    const int kvh = h / (a->n_heads / a->n_kv_heads);
-    const size_t kvd = (size_t)pool->kv_dim;
-    const float *q = a->q + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    float *out = a->out + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    const int32_t pos = a->b->pos[r];
-    const int32_t *blocks = a->b->tables[r]->blocks;
-    const float scale = 1.0f / sqrtf((float)hd);
-
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *k = kv_k(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        sc[t] = dot_avx2(q, k, hd) * scale;
-    }
-    ops_ref_softmax(sc, pos + 1);
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t t = 0; t <= pos; t++) {
-        const float *v = kv_v(pool, blocks[t / bt], a->layer) + (size_t)(t % bt) * kvd + (size_t)kvh * (size_t)hd;
-        axpy_avx2(out, sc[t], v, hd);
-    }
+    const head_view v = head_at(a, r, h);
+    for (int32_t t = 0; t < v.n; t++) sc[t] = dot_avx2(v.q, kv_row(a, &v, t, 0), v.hd) * v.scale;
+    ops_ref_softmax(sc, v.n);
+    memset(v.out, 0, (size_t)v.hd * sizeof(float));
+    for (int32_t t = 0; t < v.n; t++) axpy_avx2(v.out, sc[t], kv_row(a, &v, t, 1), v.hd);
 }
 
 /* ---- AVX-512 ---- */
@@ -133,15 +145,15 @@ INLINE T512 __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d)
 
 INLINE T512 void attend_avx512(const attn_args *a, int r, int h, float *sc, int nv)
 {
+    const head_view hv = head_at(a, r, h);
     const kv_pool *pool = a->pool;
-    const int hd = a->head_dim, bt = pool->block_tokens;
-    const int kvh = h / (a->n_heads / a->n_kv_heads);
-    const size_t kvd = (size_t)pool->kv_dim, koff = (size_t)kvh * (size_t)hd;
-    const float *q = a->q + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    float *out = a->out + ((size_t)r * (size_t)a->n_heads + (size_t)h) * (size_t)hd;
-    const int32_t n = a->b->pos[r] + 1;
-    const int32_t *blocks = a->b->tables[r]->blocks;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const int hd = hv.hd, bt = hv.bt;
+    const size_t kvd = hv.kvd, koff = hv.koff;
+    const float *q = hv.q;
+    float *out = hv.out;
+    const int32_t n = hv.n;
+    const int32_t *blocks = hv.blocks;
+    const float scale = hv.scale;
 
     __m512 qv[ATT_MAXV];
     for (int i = 0; i < nv; i++) qv[i] = _mm512_loadu_ps(q + 16 * i);
