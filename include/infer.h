@@ -167,6 +167,12 @@ typedef struct infer_model_params {
                                    "tokenizer.bin" in the checkpoint's folder */
     int max_running;            /* sequences of this model running at once; default 0 = only the
                                    session's max_running applies */
+    int weights_f32;            /* 1: convert the matrices of a generating model (16-bit and
+                                   quantized alike) to fp32 at load, so products see the stored
+                                   values exactly, without the int8 rounding of activations that
+                                   quantized kernels apply: answers then match a float reference
+                                   of the same file, at 4 bytes a weight in memory and the fp32
+                                   decoding speed. Default 0 = compute in the stored type. */
 } infer_model_params;
 
 /*

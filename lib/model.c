@@ -99,6 +99,39 @@ static infer_status load_llama2c(infer_model *m, const char *path, const infer_m
     return INFER_OK;
 }
 
+/* t (rows of its stored type) as fp32 rows in a buffer the model owns. */
+static infer_status tensor_to_f32(infer_model *m, tensor *t, const char *what)
+{
+    if (t->type == DT_F32 || !t->data) return INFER_OK;
+    size_t row_bytes = dtype_row_bytes(t->type, t->n_cols);
+    float *f = malloc((size_t)t->n_rows * (size_t)t->n_cols * sizeof *f);
+    if (!f)
+        return infer_err(INFER_ENOMEM, "weights_f32: out of memory for %s as fp32 (%lld x %lld)", what,
+                         (long long)t->n_rows, (long long)t->n_cols);
+    for (int64_t r = 0; r < t->n_rows; r++)
+        dequantize_row(t->type, (const uint8_t *)t->data + (size_t)r * row_bytes, f + (size_t)r * (size_t)t->n_cols,
+                       t->n_cols);
+    t->type = DT_F32;
+    t->data = f;
+    return model_own(m, f);
+}
+
+/* infer_model_params.weights_f32: every matrix of a Llama-family model to fp32 (a tied
+** classifier stays the embedding's). */
+static infer_status weights_to_f32(infer_model *m)
+{
+    llama_weights *w = &m->w;
+    int tied = w->wcls.data == w->tok_embd.data;
+    infer_status st = tensor_to_f32(m, &w->tok_embd, "token_embd");
+    if (!st) st = tied ? (w->wcls = w->tok_embd, INFER_OK) : tensor_to_f32(m, &w->wcls, "output");
+    for (int l = 0; !st && l < m->hp.n_layers; l++) {
+        llama_layer *L = &w->layers[l];
+        tensor *mats[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+        for (size_t i = 0; !st && i < sizeof mats / sizeof mats[0]; i++) st = tensor_to_f32(m, mats[i], "a layer matrix");
+    }
+    return st;
+}
+
 infer_status model_load(const char *path, const infer_model_params *mp, backend *be, size_t kv_bytes,
                         int kv_block_tokens, int prefix_cache, infer_model **out)
 {
@@ -134,6 +167,7 @@ infer_status model_load(const char *path, const infer_model_params *mp, backend 
         *out = m;
         return INFER_OK;
     }
+    if (mp && mp->weights_f32 && (st = weights_to_f32(m))) goto fail;
     st = rope_init(m);
     if (st) goto fail;
     m->weight_bytes = weight_bytes_per_step(m);

@@ -49,6 +49,8 @@ INFER_API infer_status infer_model_load(infer_session *s, const char *name, cons
         if (st) return st;
         if (mp.max_running < 0)
             return infer_err(INFER_EINVAL, "model params: max_running = %d must be >= 0", mp.max_running);
+        if (mp.weights_f32 != 0 && mp.weights_f32 != 1)
+            return infer_err(INFER_EINVAL, "model params: weights_f32 = %d must be 0 or 1", mp.weights_f32);
     }
     uv_mutex_lock(&s->mu);
     int dup = registry_find_locked(s, name, version) != NULL;

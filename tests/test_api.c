@@ -158,6 +158,12 @@ static void test_errors(void **state)
 
     /* loading the same name+version twice */
     assert_int_equal(infer_model_load(s, "story", NULL, shared_path(MODEL), NULL), INFER_EINVAL);
+    /* a model param out of range is named */
+    infer_model_params mp;
+    infer_model_params_init(&mp);
+    mp.weights_f32 = 2;
+    assert_int_equal(infer_model_load(s, "story2", NULL, shared_path(MODEL), &mp), INFER_EINVAL);
+    assert_non_null(strstr(infer_last_error(s), "weights_f32"));
     assert_pool_free(s);
     infer_session_destroy(s);
 }

@@ -251,17 +251,20 @@ class Session:
     # ------------------------------------------------------------------- models
 
     def load(self, name: str, path: str | os.PathLike[str], version: str | None = None,
-             tokenizer: str | os.PathLike[str] | None = None, max_running: int = 0) -> None:
+             tokenizer: str | os.PathLike[str] | None = None, max_running: int = 0,
+             weights_f32: bool = False) -> None:
         """Load the model at `path` (llama2.c .bin, GGUF file or Hugging Face directory) under
         `name` and `version` (None = "1"). `tokenizer`: a llama2.c tokenizer.bin (default: the
         one beside the checkpoint). `max_running`: sequences of this model at once (0 = the
-        session's limit). Raises FormatError, InferIOError, InvalidArgument, OutOfMemory."""
+        session's limit). `weights_f32`: convert the matrices to fp32 at load (exact products,
+        4 bytes a weight). Raises FormatError, InferIOError, InvalidArgument, OutOfMemory."""
         mp = _ffi.infer_model_params()
         _ffi.lib.infer_model_params_init(byref(mp))
         mp.size = sizeof(mp)
         tok = _enc(os.fspath(tokenizer)) if tokenizer is not None else None
         mp.tokenizer_path = tok
         mp.max_running = max_running
+        mp.weights_f32 = 1 if weights_f32 else 0
         self._call(_ffi.lib.infer_model_load, _enc(name), _enc(version), _enc(os.fspath(path)), byref(mp),
                    what=f"load {name!r} from {os.fspath(path)!r}")
 

@@ -116,6 +116,7 @@ class infer_model_params(Structure):
         ("size", c_size_t),
         ("tokenizer_path", c_char_p),
         ("max_running", c_int),
+        ("weights_f32", c_int),
     ]
 
 
