@@ -22,9 +22,10 @@
 ** buffers registered as NCCL symmetric windows (NCCL >= 2.27), out of place, rotating over
 ** CUDA_TP_SYMM_BUFS buffers. On 2 x H100 with NCCL 2.28.9 that cut batch-1 decoding of an 8B
 ** model's collectives from ~5.7 to ~3.3 us each (1.49x -> 1.56x over one GPU) and was exact
-** on single-row steps in every run, but steps of tens of rows (prompts) gave wrong sums in
-** some runs, in place or not, and larger decode batches were slower than the default kernels:
-** hence off unless asked for, and for N = 1 only.
+** on single-row steps in every run (replayed from decode graphs, the default; not checked with
+** INFER_CUDA_GRAPHS=0), but steps of tens of rows (prompts, run without graphs) gave wrong sums
+** in some runs, in place or not, and larger decode batches were slower than the default
+** kernels: hence off unless asked for, and for N = 1 only.
 */
 #include "cuda_internal.h"
 #include "tp_shard.h"
