@@ -88,15 +88,6 @@ static void run_alone(infer_session *s, const char *prompt, int max_tokens, floa
     assert_int_equal(r->status, INFER_OK);
 }
 
-static void assert_pool_free(infer_session *s)
-{
-    infer_stats st = { .size = sizeof st };
-    assert_int_equal(infer_session_stats(s, &st), INFER_OK);
-    assert_int_equal(st.kv_blocks_used, 0);
-    assert_int_equal(st.running, 0);
-    assert_int_equal(st.queued, 0);
-}
-
 /* ------------------------------------------------------------------------------ basics */
 
 static void test_version_and_status(void **state)

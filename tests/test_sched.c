@@ -41,14 +41,6 @@ static infer_request_id submit(infer_session *s, const char *prompt, int max_tok
     return id;
 }
 
-/* Every request ended: no KV block may still be held. */
-static void assert_pool_free(infer_session *s)
-{
-    infer_stats st = { .size = sizeof st };
-    assert_int_equal(infer_session_stats(s, &st), INFER_OK);
-    assert_int_equal(st.kv_blocks_used, 0);
-}
-
 /* Poll to the end; record the order in which requests produced their first token and
 ** their final statuses. */
 static void run_all(infer_session *s, int n, int *first_order, infer_status *status)

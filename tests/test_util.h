@@ -1,5 +1,6 @@
 /*
-** test_util.h — helpers for the cmocka runners: where ../shared is, reading golden files.
+** test_util.h — helpers for the cmocka runners: where ../shared is, reading golden files, a
+** session's pool being free after its requests.
 ** Header-only on purpose: each runner is one program.
 */
 #ifndef INFER_TEST_UTIL_H
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include <infer.h>
 
 /* Path of a file under ../shared (overridable with INFER_SHARED=DIR). Static buffer per call
 ** site is enough for tests; copy if you keep two. */
@@ -75,6 +78,16 @@ static inline int32_t *parse_ids(const char *s, size_t *n)
     for (long i = 0; i < cnt; i++) v[i] = (int32_t)strtol(end, &end, 10);
     *n = (size_t)cnt;
     return v;
+}
+
+/* Every request of s has ended: nothing queued or running, and no KV block still held. */
+static inline void assert_pool_free(infer_session *s)
+{
+    infer_stats st = { .size = sizeof st };
+    assert_int_equal(infer_session_stats(s, &st), INFER_OK);
+    assert_int_equal(st.kv_blocks_used, 0);
+    assert_int_equal(st.running, 0);
+    assert_int_equal(st.queued, 0);
 }
 
 #endif
