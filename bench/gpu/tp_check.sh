@@ -22,7 +22,9 @@
 #
 # Environment: OUT (default $WORK/out), WORK (default /tmp/gpubench), INFER_SHARED (the shared
 # test data; default .shared), SEQS (default 1,64), NEW (new tokens, default 128), RUNS (the
-# bench runs, NAME:DEVICES, default "1gpu:0 2gpu:0,1 2gpu-symm1:0,1 2gpu-nocomm:0,1 2gpu-ncclmix:0,1").
+# bench runs, NAME:DEVICES[:VAR=VALUE+VAR=VALUE...], the first one the baseline of the ratios;
+# default "1gpu:0 2gpu:0,1 2gpu-symm1:0,1:INFER_CUDA_TP_SYMM_ROWS=1 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1
+# 2gpu-ncclmix:0,1:NCCL_GRAPH_MIXING_SUPPORT=1").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -66,49 +68,51 @@ if want big; then
 fi
 if want bench; then
     args=(-m "$hf" --shape 8b --dtype bf16 --seqs "$SEQS" --new-tokens "$NEW" --prefill 512 --repeat 3)
-    for run in ${RUNS:-1gpu:0 2gpu:0,1 2gpu-symm1:0,1 2gpu-nocomm:0,1 2gpu-ncclmix:0,1}; do
-        name=${run%%:*} devs=${run#*:}
+    runs=${RUNS:-1gpu:0 2gpu:0,1 2gpu-symm1:0,1:INFER_CUDA_TP_SYMM_ROWS=1 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1 2gpu-ncclmix:0,1:NCCL_GRAPH_MIXING_SUPPORT=1}
+    for run in $runs; do
+        IFS=: read -r name devs extra <<< "$run"
         env=(NCCL_GRAPH_MIXING_SUPPORT=0)
-        [ "$name" = 2gpu-nocomm ] && env+=(INFER_CUDA_TP_NOCOMM=1)
-        [ "$name" = 2gpu-symm1 ] && env+=(INFER_CUDA_TP_SYMM_ROWS=1)
-        [ "$name" = 2gpu-ncclmix ] && env=(NCCL_GRAPH_MIXING_SUPPORT=1)
-        log "bench: $name (devices $devs)"
+        [ -n "$extra" ] && env+=(${extra//+/ })
+        log "bench: $name (devices $devs; ${env[*]})"
         env "${env[@]}" timeout 240 build/bench/gpu_decode "${args[@]}" --devices "$devs" --label "8b-bf16-$name" \
             -o "$OUT/tp-$name.jsonl" > "$OUT/tp-$name.txt" 2>&1
         log "bench: $name rc $?"
         sed -n '/^gpu_decode:/,$p' "$OUT/tp-$name.txt" | grep -v '^{' | head -12
     done
-    python3 - "$OUT" <<'PY' | tee "$OUT/tp-summary.txt"
+    python3 - "$OUT" $runs <<'PY' | tee "$OUT/tp-summary.txt"
+# One column per run (tok/s, and the ratio to the first run, the baseline); a run X-nocomm
+# gives X's communication per step (X's step time minus its own).
 import json, sys, os
-out = sys.argv[1]
+out, runs = sys.argv[1], [r.split(":")[0] for r in sys.argv[2:]]
 def load(name):
     p = os.path.join(out, f"tp-{name}.jsonl")
     rows = {}
     if os.path.exists(p):
         for line in open(p):
-            line = line.strip()
             if line.startswith("{"):
                 r = json.loads(line)
                 rows[(r["case"], r["seqs"])] = r
     return rows
-one, two, nocomm, mix = load("1gpu"), load("2gpu"), load("2gpu-nocomm"), load("2gpu-ncclmix")
-symm1 = load("2gpu-symm1")
-print("| case | 1 GPU tok/s | 2 GPUs tok/s | speedup | 2 GPUs, no collectives | communication per step | "
-      "2 GPUs, NCCL default | 2 GPUs, INFER_CUDA_TP_SYMM_ROWS=1 |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-def alt(rows, key, a):
-    return f"{rows[key]['tok_s']:.1f} ({rows[key]['tok_s'] / a['tok_s']:.2f}x) |" if key in rows else "- |"
-for key in sorted(one):
-    a, b, c = one[key], two.get(key), nocomm.get(key)
-    if not b:
-        continue
+res = {n: load(n) for n in runs}
+base = res[runs[0]]
+print("| case | " + " | ".join(runs) + " |")
+print("|---|" + "---:|" * len(runs))
+for key in sorted(base):
+    a = base[key]
     case = f"{key[0]} {key[1]} seq" if key[0] == "decode" else f"prefill {a.get('tokens', '')}"
-    comm = (b["step_ms"] - c["step_ms"]) if c else float("nan")
-    m = mix.get(key)
-    print(f"| {case} | {a['tok_s']:.1f} | {b['tok_s']:.1f} | {b['tok_s'] / a['tok_s']:.2f}x | "
-          f"{c['tok_s'] if c else float('nan'):.1f} | {comm:.3f} ms of {b['step_ms']:.3f} | "
-          f"{m['tok_s'] if m else float('nan'):.1f} ({(m['tok_s'] / a['tok_s']) if m else float('nan'):.2f}x) | "
-          + alt(symm1, key, a))
+    cells = []
+    for n in runs:
+        r = res[n].get(key)
+        cells.append(f"{r['tok_s']:.1f} ({r['tok_s'] / a['tok_s']:.2f}x)" if r else "-")
+    print(f"| {case} | " + " | ".join(cells) + " |")
+for n in runs:
+    nc = res.get(n + "-nocomm")
+    if not nc:
+        continue
+    for key, r in sorted(res[n].items()):
+        if key in nc:
+            print(f"communication per step, {n}, {key[0]} {key[1]}: {r['step_ms'] - nc[key]['step_ms']:.3f} ms "
+                  f"of {r['step_ms']:.3f}")
 PY
 fi
 log "done"
