@@ -1,15 +1,35 @@
 /*
 ** gemv.cu — matrix-vector products for a few rows (decode), reading each weight once for all
-** rows: y (m, n) = x (m, k) . W^T, fp32 activations, fp32 accumulation. One warp per output
-** feature; each lane streams 16-byte pieces of the weight row with several loads in flight.
+** rows: y (m, n) = x (m, k) . W^T, fp32 activations, fp32 accumulation. Two kernels: 16-bit
+** weights take a row per block (gemv_row_block), f32 and int8 weights a row per warp, each
+** lane streaming 16-byte pieces of the row with several loads in flight.
 ** Reference: ops_ref_matmul (lib/cpu/ops_ref.c) over dequantize_row (lib/dtype.c).
 **
-** Batch invariance: a row's sum is accumulated in the same order whatever m is (lane-strided
-** partial sums, then a fixed shuffle tree), so a token gets the same logits alone or batched.
+** Batch invariance: a row's sum is accumulated in the same order whatever m is (per-thread
+** partial sums, then a fixed shuffle and block order), so a token gets the same logits alone
+** or batched.
 */
 #include "common.cuh"
 
 #define WARPS 4
+
+/* The eight 16-bit weights of a 16-byte piece as floats. */
+template <int WT> __device__ __forceinline__ void unpack8(uint4 u, float w[8])
+{
+    const uint32_t p[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        if (WT == KT_BF16) {
+            w[2 * j] = __uint_as_float(p[j] << 16);
+            w[2 * j + 1] = __uint_as_float(p[j] & 0xffff0000u);
+        } else {
+            __half2 h = *(const __half2 *)&p[j];
+            float2 f = __half22float2(h);
+            w[2 * j] = f.x;
+            w[2 * j + 1] = f.y;
+        }
+    }
+}
 
 /* Eight consecutive weights starting at element i (i a multiple of 8, 16-byte aligned). */
 template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i, float w[8])
@@ -18,20 +38,7 @@ template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i,
         float4 a = __ldg((const float4 *)((const float *)W + i)), b = __ldg((const float4 *)((const float *)W + i) + 1);
         w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w; w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
     } else {
-        uint4 u = __ldg((const uint4 *)((const uint16_t *)W + i));
-        const uint32_t p[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            if (WT == KT_BF16) {
-                w[2 * j] = __uint_as_float(p[j] << 16);
-                w[2 * j + 1] = __uint_as_float(p[j] & 0xffff0000u);
-            } else {
-                __half2 h = *(const __half2 *)&p[j];
-                float2 f = __half22float2(h);
-                w[2 * j] = f.x;
-                w[2 * j + 1] = f.y;
-            }
-        }
+        unpack8<WT>(__ldg((const uint4 *)((const uint16_t *)W + i)), w);
     }
 }
 
@@ -145,6 +152,116 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
     }
 }
 
+/* ---- 16-bit weights: a weight row per block ----
+**
+** A block of NT threads takes one weight row at a time (each thread U 16-byte pieces per pass
+** over k, all loads issued before any is used) and reduces across the block: many short
+** blocks, so no long per-warp row drains at the end of the grid, and the first row's loads
+** are issued before waiting for the previous kernel (PDL). The fusions are gemv_dense's (the
+** sum of squares for RMSNorm is taken on the same pass over x), as template flags so a
+** product carries no registers for those it does not use. On the H100 (bench/gpu/gemv_lab.cu,
+** Llama-3-8B matrices, graphs of 32 layers) it read 68-93% of the measured bandwidth, against
+** 49-83% for the warp-per-row kernel and 60-94% for cuBLAS; inside a whole decode step cuBLAS
+** is still faster, which is why the backend keeps cuBLAS for 16-bit weights by default
+** (backend_cuda.c). */
+enum { RB_NORM = 1, RB_PAIR = 2, RB_ACC = 4 }; /* the fusions, as template flags: no registers or
+                                                  branches for those a product does not use */
+
+template <int WT, int NT, int U, int M, int MODE>
+__global__ void __launch_bounds__(NT) gemv_row_block(gemv_args p, const void *W, int64_t n_out, int64_t k)
+{
+    constexpr bool NORM = MODE & RB_NORM, PAIR = MODE & RB_PAIR, ACC = MODE & RB_ACC;
+    __shared__ float red[3][M][NT / 32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, m = p.m, kk = (int)k;
+    bool waited = false;
+    for (int64_t row = blockIdx.x; row < n_out; row += gridDim.x) {
+        const uint16_t *w0 = (const uint16_t *)W + (size_t)row * (size_t)k;
+        const uint16_t *w1 = w0 + (size_t)n_out * (size_t)k; /* PAIR: the up row */
+        float acc0[M], acc1[M], ss[M], prev = 0.0f;
+#pragma unroll
+        for (int r = 0; r < M; r++) acc0[r] = acc1[r] = ss[r] = 0.0f;
+        for (int base = 0; base < kk; base += NT * 8 * U) {
+            uint4 a[U], b[PAIR ? U : 1];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int e = base + (u * NT + (int)threadIdx.x) * 8;
+                a[u] = e < kk ? __ldg((const uint4 *)(w0 + e)) : make_uint4(0, 0, 0, 0);
+                if (PAIR) b[u] = e < kk ? __ldg((const uint4 *)(w1 + e)) : make_uint4(0, 0, 0, 0);
+            }
+            if (!waited) { /* weights only above: x is the previous kernel's output */
+                pdl_trigger();
+                pdl_wait();
+                waited = true;
+            }
+            /* the residual this row adds to, fetched now so its latency hides behind the sums */
+            if (ACC && base == 0 && (int)threadIdx.x < m) prev = p.y[(size_t)threadIdx.x * (size_t)n_out + (size_t)row];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int e = base + (u * NT + (int)threadIdx.x) * 8;
+                if (e >= kk) continue;
+                float wa[8], wb[8], g[8];
+                unpack8<WT>(a[u], wa);
+                if (PAIR) unpack8<WT>(b[PAIR ? u : 0], wb);
+                if (NORM) {
+                    float4 g0 = __ldg((const float4 *)(p.norm + e)), g1 = __ldg((const float4 *)(p.norm + e) + 1);
+                    g[0] = g0.x; g[1] = g0.y; g[2] = g0.z; g[3] = g0.w; g[4] = g1.x; g[5] = g1.y; g[6] = g1.z; g[7] = g1.w;
+                }
+#pragma unroll
+                for (int r = 0; r < M; r++) {
+                    if (r >= m) break;
+                    const float4 *xp = (const float4 *)(p.x + (size_t)r * (size_t)k + (size_t)e);
+                    float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+                    float xv[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
+                    if (NORM)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) {
+                            ss[r] += xv[j] * xv[j];
+                            xv[j] *= g[j];
+                        }
+                    float s0 = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < 8; j++) s0 += wa[j] * xv[j];
+                    acc0[r] += s0;
+                    if (PAIR) {
+                        float s1 = 0.0f;
+#pragma unroll
+                        for (int j = 0; j < 8; j++) s1 += wb[j] * xv[j];
+                        acc1[r] += s1;
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < M; r++) {
+            float v0 = warp_sum(acc0[r]), v1 = PAIR ? warp_sum(acc1[r]) : 0.0f, q = NORM ? warp_sum(ss[r]) : 0.0f;
+            if (lane == 0) {
+                red[0][r][warp] = v0;
+                red[1][r][warp] = v1;
+                red[2][r][warp] = q;
+            }
+        }
+        __syncthreads();
+        if ((int)threadIdx.x < m) { /* thread r finishes x row r, summing the warps in a fixed order */
+            int r = threadIdx.x;
+            float v = 0.0f, u = 0.0f, q = 0.0f;
+#pragma unroll
+            for (int i = 0; i < NT / 32; i++) {
+                v += red[0][r][i];
+                u += red[1][r][i];
+                q += red[2][r][i];
+            }
+            if (NORM) {
+                float inv = rsqrtf(q / (float)k + p.eps);
+                v *= inv;
+                u *= inv;
+            }
+            if (PAIR) v = v * (1.0f / (1.0f + expf(-v))) * u; /* SwiGLU: silu(gate) * up */
+            p.y[(size_t)r * (size_t)n_out + (size_t)row] = ACC ? prev + v : v;
+        }
+        __syncthreads(); /* red is reused by the next row */
+    }
+}
+
 /* ---- quantized weights, int8 activations (dp4a) ---- */
 
 /* x row layout from k_quantize_x: k int8 quants, then k/32 (scale, sum) float pairs. */
@@ -237,8 +354,45 @@ template <int WT, int M> static void launch_dense(cudaStream_t s, const gemv_arg
     else launch_pdl(gemv_dense<WT, M, false>, blocks, WARPS * 32, 0, s, *p, (const void *)w->q, n_out, w->k);
 }
 
+/* A grid of at most 2048 threads per multiprocessor, striding over the rows. */
+template <int WT, int NT, int U, int M> static void launch_row_block(cudaStream_t s, const gemv_args *p, const kmat *w,
+                                                                    int64_t n_out, int mode)
+{
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int64_t cap = (int64_t)sms * (2048 / NT);
+    unsigned grid = (unsigned)(n_out < cap ? n_out : cap);
+    const void *q = w->q;
+    switch (mode) {
+    case 0: launch_pdl(gemv_row_block<WT, NT, U, M, 0>, grid, NT, 0, s, *p, q, n_out, w->k); break;
+    case RB_NORM: launch_pdl(gemv_row_block<WT, NT, U, M, RB_NORM>, grid, NT, 0, s, *p, q, n_out, w->k); break;
+    case RB_ACC: launch_pdl(gemv_row_block<WT, NT, U, M, RB_ACC>, grid, NT, 0, s, *p, q, n_out, w->k); break;
+    default: launch_pdl(gemv_row_block<WT, NT, U, M, RB_NORM | RB_PAIR>, grid, NT, 0, s, *p, q, n_out, w->k); break;
+    }
+}
+
+/* Block size and loads per thread by k: 128 threads of 4 loads up to k = 4096 (fewer idle
+** loads did worse: more registers), of 8 up to 8192, 256 of 8 beyond (several passes past
+** 16384). The fusions of a decode layer's products: none (classifier), norm (QKV), residual
+** (O, down), norm + SwiGLU pair (gate|up); others go to gemv_dense. */
+template <int WT, int M> static bool row_block(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out)
+{
+    int mode = (p->norm ? RB_NORM : 0) | (p->pair ? RB_PAIR : 0) | (p->accumulate ? RB_ACC : 0);
+    if (mode != 0 && mode != RB_NORM && mode != RB_ACC && mode != (RB_NORM | RB_PAIR)) return false;
+    if (w->k <= 128 * 8 * 4) launch_row_block<WT, 128, 4, M>(s, p, w, n_out, mode);
+    else if (w->k <= 128 * 8 * 8) launch_row_block<WT, 128, 8, M>(s, p, w, n_out, mode);
+    else launch_row_block<WT, 256, 8, M>(s, p, w, n_out, mode);
+    return true;
+}
+
 template <int WT> static void dense_m(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out, bool vec)
 {
+    if constexpr (WT != KT_F32) { /* 16-bit weights: a row per block (the same sums at every m) */
+        if (vec && w->k < (1 << 30) &&
+            (p->m <= 1 ? row_block<WT, 1>(s, p, w, n_out) : row_block<WT, K_GEMV_MAX_ROWS>(s, p, w, n_out)))
+            return;
+    }
     if (p->m <= 1) launch_dense<WT, 1>(s, p, w, n_out, vec);
     else if (p->m <= 2) launch_dense<WT, 2>(s, p, w, n_out, vec);
     else if (p->m <= 4) launch_dense<WT, 4>(s, p, w, n_out, vec);

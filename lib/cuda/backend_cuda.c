@@ -561,9 +561,10 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     c->rank[0] = c;
     c->max_rows = INFER_MAX(p->max_batch_tokens, bucket_rows(p->max_running));
     c->max_seqs = INFER_MAX(p->max_running, 1);
-    /* Dense 16-bit products go to cuBLAS at every row count: on the H100, 1B batch-1 decode ran
-    ** 1.60 ms a step with cuBLAS and 1.87 with our matrix-vector kernel (which stays the path
-    ** for f32 and for int8 weights, and INFER_CUDA_GEMV_ROWS=n takes it up to n rows). */
+    /* Dense 16-bit products go to cuBLAS at every row count: on the H100, Llama-3-8B batch-1
+    ** decode ran 152.9 tok/s with cuBLAS and 144.3 with our matrix-vector kernel and its
+    ** fusions (228.3 and 217.1 on 2 GPUs; bench/results/2026-11-27-gemv/). The kernel stays the
+    ** path for f32 and int8 weights; INFER_CUDA_GEMV_ROWS=n takes it up to n rows. */
     c->gemv_rows = 0;
     c->graphs = 1;
     const char *env = getenv("INFER_CUDA_GEMV_ROWS");
