@@ -23,28 +23,6 @@ extern "C" int k_attn_tile_rows(int group)
     return AT_MAXQ / group;
 }
 
-/* The 16 bytes of a cache row piece as floats: 4 f32 or 8 f16/bf16. */
-template <int KT> __device__ __forceinline__ void unpack16(uint4 u, float *f)
-{
-    const uint32_t w[4] = { u.x, u.y, u.z, u.w };
-    if (KT == KT_F32) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) f[i] = __uint_as_float(w[i]);
-    } else {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if (KT == KT_BF16) {
-                f[2 * i] = __uint_as_float(w[i] << 16);
-                f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-            } else {
-                float2 h = __half22float2(*(const __half2 *)&w[i]);
-                f[2 * i] = h.x;
-                f[2 * i + 1] = h.y;
-            }
-        }
-    }
-}
-
 /* QPW: queries per warp the block is built for: AT_QPW in general, 1 for decode tiles of at
 ** most AT_WARPS queries (a third of the registers, so several times the blocks per SM). */
 template <int KT, int HD32, int QPW>

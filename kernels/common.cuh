@@ -52,6 +52,28 @@ template <int T> __device__ __forceinline__ float ld_t(const void *p, size_t i)
     return ((const float *)p)[i];
 }
 
+/* 16 bytes of a row as floats: 4 f32 or 8 f16/bf16 (KV cache pieces, weight pieces). */
+template <int KT> __device__ __forceinline__ void unpack16(uint4 u, float *f)
+{
+    const uint32_t w[4] = { u.x, u.y, u.z, u.w };
+    if (KT == KT_F32) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) f[i] = __uint_as_float(w[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (KT == KT_BF16) {
+                f[2 * i] = __uint_as_float(w[i] << 16);
+                f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+            } else {
+                float2 h = __half22float2(*(const __half2 *)&w[i]);
+                f[2 * i] = h.x;
+                f[2 * i + 1] = h.y;
+            }
+        }
+    }
+}
+
 /* Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024). */
 __device__ __forceinline__ float block_sum(float v, float *sh32)
 {

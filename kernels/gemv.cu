@@ -13,24 +13,6 @@
 
 #define WARPS 4
 
-/* The eight 16-bit weights of a 16-byte piece as floats. */
-template <int WT> __device__ __forceinline__ void unpack8(uint4 u, float w[8])
-{
-    const uint32_t p[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        if (WT == KT_BF16) {
-            w[2 * j] = __uint_as_float(p[j] << 16);
-            w[2 * j + 1] = __uint_as_float(p[j] & 0xffff0000u);
-        } else {
-            __half2 h = *(const __half2 *)&p[j];
-            float2 f = __half22float2(h);
-            w[2 * j] = f.x;
-            w[2 * j + 1] = f.y;
-        }
-    }
-}
-
 /* Eight consecutive weights starting at element i (i a multiple of 8, 16-byte aligned). */
 template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i, float w[8])
 {
@@ -38,7 +20,7 @@ template <int WT> __device__ __forceinline__ void load8(const void *W, size_t i,
         float4 a = __ldg((const float4 *)((const float *)W + i)), b = __ldg((const float4 *)((const float *)W + i) + 1);
         w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w; w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
     } else {
-        unpack8<WT>(__ldg((const uint4 *)((const uint16_t *)W + i)), w);
+        unpack16<WT>(__ldg((const uint4 *)((const uint16_t *)W + i)), w);
     }
 }
 
@@ -200,8 +182,8 @@ __global__ void __launch_bounds__(NT) gemv_row_block(gemv_args p, const void *W,
                 int e = base + (u * NT + (int)threadIdx.x) * 8;
                 if (e >= kk) continue;
                 float wa[8], wb[8], g[8];
-                unpack8<WT>(a[u], wa);
-                if (PAIR) unpack8<WT>(b[PAIR ? u : 0], wb);
+                unpack16<WT>(a[u], wa);
+                if (PAIR) unpack16<WT>(b[PAIR ? u : 0], wb);
                 if (NORM) {
                     float4 g0 = __ldg((const float4 *)(p.norm + e)), g1 = __ldg((const float4 *)(p.norm + e) + 1);
                     g[0] = g0.x; g[1] = g0.y; g[2] = g0.z; g[3] = g0.w; g[4] = g1.x; g[5] = g1.y; g[6] = g1.z; g[7] = g1.w;
