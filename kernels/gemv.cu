@@ -317,15 +317,20 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_quant(gemv_args p, kmat w, in
     }
 }
 
-/* A grid of at most 16 blocks (64 warps, a full multiprocessor) per multiprocessor, striding
-** over the output rows. */
-static unsigned gemv_blocks(int64_t n_out)
+/* A grid of `want` blocks, at most 2048 threads' worth per multiprocessor: the kernels stride
+** over the output rows, so no partial last wave. */
+static unsigned grid_blocks(int64_t want, int threads)
 {
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    int64_t want = (n_out + WARPS - 1) / WARPS, cap = (int64_t)sms * 16;
+    int64_t cap = (int64_t)sms * (2048 / threads);
     return (unsigned)(want < cap ? want : cap);
+}
+
+static unsigned gemv_blocks(int64_t n_out)
+{
+    return grid_blocks((n_out + WARPS - 1) / WARPS, WARPS * 32);
 }
 
 template <int WT, int M> static void launch_dense(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out,
@@ -336,15 +341,10 @@ template <int WT, int M> static void launch_dense(cudaStream_t s, const gemv_arg
     else launch_pdl(gemv_dense<WT, M, false>, blocks, WARPS * 32, 0, s, *p, (const void *)w->q, n_out, w->k);
 }
 
-/* A grid of at most 2048 threads per multiprocessor, striding over the rows. */
 template <int WT, int NT, int U, int M> static void launch_row_block(cudaStream_t s, const gemv_args *p, const kmat *w,
                                                                     int64_t n_out, int mode)
 {
-    int dev = 0, sms = 132;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    int64_t cap = (int64_t)sms * (2048 / NT);
-    unsigned grid = (unsigned)(n_out < cap ? n_out : cap);
+    unsigned grid = grid_blocks(n_out, NT);
     const void *q = w->q;
     switch (mode) {
     case 0: launch_pdl(gemv_row_block<WT, NT, U, M, 0>, grid, NT, 0, s, *p, q, n_out, w->k); break;
@@ -371,7 +371,7 @@ template <int WT, int M> static bool row_block(cudaStream_t s, const gemv_args *
 template <int WT> static void dense_m(cudaStream_t s, const gemv_args *p, const kmat *w, int64_t n_out, bool vec)
 {
     if constexpr (WT != KT_F32) { /* 16-bit weights: a row per block (the same sums at every m) */
-        if (vec && w->k < (1 << 30) &&
+        if (vec && w->k < (1 << 30) && /* the kernel indexes a row with int */
             (p->m <= 1 ? row_block<WT, 1>(s, p, w, n_out) : row_block<WT, K_GEMV_MAX_ROWS>(s, p, w, n_out)))
             return;
     }
