@@ -347,7 +347,8 @@ static void test_gemv(void **state)
     check_gemv_mode(KT_BF16, 1030, 2048, 1, 1, 0); /* the gate|up product of a decode step */
     check_gemv_mode(KT_BF16, 515, 2048, 0, 0, 1);  /* O / down with the residual */
     check_gemv_mode(KT_F32, 344, 172, 1, 1, 1);    /* scalar path */
-    check_gemv_mode(KT_F16, 130, 17408, 1, 1, 1);  /* k over one pass of a 16-bit row block */
+    check_gemv_mode(KT_F16, 130, 17408, 1, 1, 0);  /* k over two passes of a 16-bit row block */
+    check_gemv_mode(KT_F16, 130, 2056, 1, 1, 1);   /* fusions without a row-block kernel: gemv_dense */
     check_gemv_mode(KT_BF16, 77, 7168, 0, 0, 1);   /* a rank's down product (k = 7168, loads past k skipped) */
     check_gemv_mode(KT_Q8_0, 1030, 2048, 1, 1, 0);
     check_gemv_mode(KT_Q4_0, 515, 2048, 1, 0, 1);
