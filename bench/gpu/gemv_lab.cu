@@ -1,7 +1,8 @@
 /*
 ** gemv_lab.cu — batch-1 products of a decode step, as the GPU runs them inside a graph: cuBLAS
 ** (what the backend uses for 16-bit weights), the library's k_gemv plain and with a decode
-** layer's fusions, and v3, a candidate kernel kept here as the yardstick; on the Llama-3-8B
+** layer's fusions, v3, a candidate kernel kept here as the yardstick, and v3 with one of
+** k_gemv's differences at a time (v3+pass, +args, +epi, +all); on the Llama-3-8B
 ** shapes of one GPU and of one rank of two. Each case is 32 layers' worth of distinct matrices
 ** (so nothing stays in L2), captured once as a graph and replayed; times are per matrix and per
 ** layer of four products, with the share of the read bandwidth measured at the start.
@@ -35,47 +36,75 @@
 
 #define NL 32
 
-/* ---- candidate v3: a row split over the whole block (each thread U loads), many short blocks,
-** no fusions. k_gemv's gemv_row_block grew from it, yet v3 alone stays faster by 10-30% on
-** most shapes (the PTX of the two differs little; the cause is not found): the lead to
-** follow before k_gemv can replace cuBLAS in decode steps. ---- */
-template <int U>
-__global__ void __launch_bounds__(128) gemv_v3(const uint16_t *__restrict__ W, const float *__restrict__ x,
-                                               float *__restrict__ y, int n, int k)
+/* ---- candidate v3: a row split over the whole block (each thread U loads, all in flight), many
+** short blocks, the first loads before the PDL wait, no fusions. k_gemv's gemv_row_block grew
+** from it, yet v3 alone stays faster by 10-30% on most shapes (the PTX of the two differs
+** little; the cause is not found): the lead to follow before k_gemv can replace cuBLAS in
+** decode steps. The flags add one of gemv_row_block's differences at a time, to find which
+** costs: PASS, the loads and sums inside an outer loop over passes of k with the PDL wait
+** behind a flag; ARGS, x, y and m read from a gemv_args parameter (no __restrict__); EPI, the
+** three-value epilogue (sums, pair sums, squares) with thread r < m writing row r. ---- */
+template <int U, bool PASS, bool ARGS, bool EPI>
+__global__ void __launch_bounds__(128) gemv_v3x(const uint16_t *__restrict__ W, const float *__restrict__ x_,
+                                                float *__restrict__ y_, int n, int k, gemv_args p)
 {
-    __shared__ float red[4];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int per = 128 * 8; /* elements per pass of the block */
+    __shared__ float red[3][1][4];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, m = ARGS ? p.m : 1;
+    const float *x = ARGS ? p.x : x_;
+    float *y = ARGS ? p.y : y_;
+    const int per = 128 * 8;
+    bool waited = false;
     for (int row = blockIdx.x; row < n; row += gridDim.x) {
-        uint4 w[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            int e = u * per + threadIdx.x * 8;
-            w[u] = e < k ? __ldg((const uint4 *)(W + (size_t)row * k + e)) : make_uint4(0, 0, 0, 0);
-        }
-        if (row == (int)blockIdx.x) {
-            pdl_trigger();
-            pdl_wait();
-        }
         float acc = 0.0f;
+        for (int base = 0; base < (PASS ? k : 1); base += per * U) {
+            uint4 w[U];
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int e = u * per + threadIdx.x * 8;
-            if (e < k) {
-                const float4 *xp = (const float4 *)(x + e);
-                float4 a = __ldg(xp), b = __ldg(xp + 1);
-                const uint32_t p[4] = { w[u].x, w[u].y, w[u].z, w[u].w };
-                acc += __uint_as_float(p[0] << 16) * a.x + __uint_as_float(p[0] & 0xffff0000u) * a.y +
-                       __uint_as_float(p[1] << 16) * a.z + __uint_as_float(p[1] & 0xffff0000u) * a.w +
-                       __uint_as_float(p[2] << 16) * b.x + __uint_as_float(p[2] & 0xffff0000u) * b.y +
-                       __uint_as_float(p[3] << 16) * b.z + __uint_as_float(p[3] & 0xffff0000u) * b.w;
+            for (int u = 0; u < U; u++) {
+                int e = base + u * per + threadIdx.x * 8;
+                w[u] = e < k ? __ldg((const uint4 *)(W + (size_t)row * k + e)) : make_uint4(0, 0, 0, 0);
+            }
+            if (PASS ? !waited : row == (int)blockIdx.x) {
+                pdl_trigger();
+                pdl_wait();
+                waited = true;
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                int e = base + u * per + threadIdx.x * 8;
+                if (e < k) {
+                    const float4 *xp = (const float4 *)(x + e);
+                    float4 a = __ldg(xp), b = __ldg(xp + 1);
+                    const uint32_t q[4] = { w[u].x, w[u].y, w[u].z, w[u].w };
+                    acc += __uint_as_float(q[0] << 16) * a.x + __uint_as_float(q[0] & 0xffff0000u) * a.y +
+                           __uint_as_float(q[1] << 16) * a.z + __uint_as_float(q[1] & 0xffff0000u) * a.w +
+                           __uint_as_float(q[2] << 16) * b.x + __uint_as_float(q[2] & 0xffff0000u) * b.y +
+                           __uint_as_float(q[3] << 16) * b.z + __uint_as_float(q[3] & 0xffff0000u) * b.w;
+                }
             }
         }
-        /* k beyond U passes (not in these shapes' use: U is chosen to cover k) */
         acc = warp_sum(acc);
-        if (lane == 0) red[warp] = acc;
-        __syncthreads();
-        if (threadIdx.x == 0) y[row] = red[0] + red[1] + red[2] + red[3];
+        if (EPI) {
+            float v1 = warp_sum(0.0f), v2 = warp_sum(0.0f);
+            if (lane == 0) {
+                red[0][0][warp] = acc;
+                red[1][0][warp] = v1;
+                red[2][0][warp] = v2;
+            }
+            __syncthreads();
+            if ((int)threadIdx.x < m) {
+                float v = 0.0f, u = 0.0f, q = 0.0f;
+                for (int i = 0; i < 4; i++) {
+                    v += red[0][0][i];
+                    u += red[1][0][i];
+                    q += red[2][0][i];
+                }
+                y[(size_t)threadIdx.x * (size_t)n + (size_t)row] = v + 0.0f * (u + q);
+            }
+        } else {
+            if (lane == 0) red[0][0][warp] = acc;
+            __syncthreads();
+            if (threadIdx.x == 0) y[row] = red[0][0][0] + red[0][0][1] + red[0][0][2] + red[0][0][3];
+        }
         __syncthreads();
     }
 }
@@ -113,8 +142,22 @@ static void fill(uint16_t *d, size_t n, uint32_t seed)
     CK(cudaDeviceSynchronize());
 }
 
-enum { K_CUBLAS, K_GEMV, K_GEMV_FUSED, K_V3, K_COUNT };
-static const char *kname[K_COUNT] = { "cublas", "k_gemv", "k_gemv fused", "v3" };
+enum { K_CUBLAS, K_GEMV, K_GEMV_FUSED, K_V3_ALL, K_V3_EPI, K_V3_ARGS, K_V3_PASS, K_V3, K_COUNT };
+static const char *kname[K_COUNT] = { "cublas", "k_gemv", "k_gemv fused", "v3+all", "v3+epi", "v3+args", "v3+pass",
+                                      "v3" };
+
+template <bool PASS, bool ARGS, bool EPI>
+static void launch_v3x(cudaStream_t s, const uint16_t *W, int n, int k, const float *x, float *y)
+{
+    int cap = n_sm * 16, blocks = n < cap ? n : cap;
+    gemv_args ga = {};
+    ga.x = x;
+    ga.y = y;
+    ga.m = 1;
+    if (k <= 4096) launch_pdl(gemv_v3x<4, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
+    else if (k <= 8192) launch_pdl(gemv_v3x<8, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
+    else launch_pdl(gemv_v3x<16, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
+}
 static float *g_norm; /* RMSNorm weights for the fused QKV and gate|up products */
 
 /* mat: 0 QKV, 1 O, 2 gate|up, 3 down (the fusions of a decode layer: norm, residual, pair) */
@@ -148,13 +191,11 @@ static void launch(int kind, cudaStream_t s, const uint16_t *W, int n, int k, co
         k_gemv(s, &w, &ga);
         break;
     }
-    case K_V3: {
-        int cap = n_sm * 16, blocks = n < cap ? n : cap;
-        if (k <= 4096) launch_pdl(gemv_v3<4>, blocks, 128, 0, s, W, x, y, n, k);
-        else if (k <= 8192) launch_pdl(gemv_v3<8>, blocks, 128, 0, s, W, x, y, n, k);
-        else launch_pdl(gemv_v3<16>, blocks, 128, 0, s, W, x, y, n, k);
-        break;
-    }
+    case K_V3_PASS: launch_v3x<true, false, false>(s, W, n, k, x, y); break;
+    case K_V3_ARGS: launch_v3x<false, true, false>(s, W, n, k, x, y); break;
+    case K_V3_EPI: launch_v3x<false, false, true>(s, W, n, k, x, y); break;
+    case K_V3_ALL: launch_v3x<true, true, true>(s, W, n, k, x, y); break;
+    case K_V3: launch_v3x<false, false, false>(s, W, n, k, x, y); break;
     }
 }
 
