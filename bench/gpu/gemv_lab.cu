@@ -158,6 +158,7 @@ static void launch_v3x(cudaStream_t s, const uint16_t *W, int n, int k, const fl
     else if (k <= 8192) launch_pdl(gemv_v3x<8, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
     else launch_pdl(gemv_v3x<16, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
 }
+
 static float *g_norm; /* RMSNorm weights for the fused QKV and gate|up products */
 
 /* mat: 0 QKV, 1 O, 2 gate|up, 3 down (the fusions of a decode layer: norm, residual, pair) */
