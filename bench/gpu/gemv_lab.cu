@@ -1,17 +1,23 @@
 /*
 ** gemv_lab.cu — batch-1 products of a decode step, as the GPU runs them inside a graph: cuBLAS
-** (what the backend uses for 16-bit weights), the library's k_gemv plain and with a decode
-** layer's fusions, v3, a candidate kernel kept here as the yardstick, and v3 with one of
-** k_gemv's differences at a time (v3+pass, +args, +epi, +all); on the Llama-3-8B
-** shapes of one GPU and of one rank of two. Each case is 32 layers' worth of distinct matrices
-** (so nothing stays in L2), captured once as a graph and replayed; times are per matrix and per
-** layer of four products, with the share of the read bandwidth measured at the start.
+** (the backend's path for 16-bit products of several rows), the library's k_gemv plain and with
+** a decode layer's fusions (the batch-1 path), and v3, an invalid kernel kept as the bound of
+** full overlap (see below); on the Llama-3-8B shapes of one GPU and of one rank of two. Each
+** case is 32 layers' worth of distinct matrices (so nothing stays in L2), captured once as a
+** graph and replayed; times are per matrix, per layer of four products in a row, and per
+** "step-like" layer (small dependent PDL kernels after each product, as in a decode step),
+** with the share of the read bandwidth measured at the start.
+**
+** What it cannot show: how a kernel's PDL trigger interacts with the deeper chains of a real
+** step (k_gemv's early trigger looked free here and cost 9% of whole 8B steps; see gemv.cu).
+** Whole steps are bench/gpu/tp_check.sh's job.
 **
 ** Built by hand on the GPU machine (not by make; it compiles kernels/gemv.cu in):
 **   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -Ikernels bench/gpu/gemv_lab.cu \
 **        kernels/gemv.cu -lcublas -o gemv_lab && ./gemv_lab -o gemv_lab.jsonl
 **
-** A laboratory for choosing kernels, not a test: results in bench/results/2026-11-27-gemv/.
+** A laboratory for choosing kernels, not a test: results in bench/results/2026-11-27-gemv/ and
+** 2026-11-27-rowblock/.
 */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -36,80 +42,71 @@
 
 #define NL 32
 
-/* ---- candidate v3: a row split over the whole block (each thread U loads, all in flight), many
-** short blocks, the first loads before the PDL wait, no fusions. k_gemv's gemv_row_block grew
-** from it, yet v3 alone stays faster by 10-30% on most shapes (the PTX of the two differs
-** little; the cause is not found): the lead to follow before k_gemv can replace cuBLAS in
-** decode steps. The flags add one of gemv_row_block's differences at a time, to find which
-** costs: PASS, the loads and sums inside an outer loop over passes of k with the PDL wait
-** behind a flag; ARGS, x, y and m read from a gemv_args parameter (no __restrict__); EPI, the
-** three-value epilogue (sums, pair sums, squares) with thread r < m writing row r. ---- */
-template <int U, bool PASS, bool ARGS, bool EPI>
-__global__ void __launch_bounds__(128) gemv_v3x(const uint16_t *__restrict__ W, const float *__restrict__ x_,
-                                                float *__restrict__ y_, int n, int k, gemv_args p)
+/* ---- v3: a row split over the whole block (each thread U loads, all in flight), many short
+** blocks, the first loads before the PDL wait, no fusions. Not a valid kernel: its activations
+** are read with __ldg through __restrict__ pointers, which the compiler treats as invariant
+** and hoists, with the sums of the first row, above griddepcontrol.wait (cuobjdump -sass: the
+** ACQBULK comes after every FFMA of the first row). So it overlaps a whole row of work with
+** its predecessor, reading x before x is written: the bound of full overlap, not a candidate.
+** With an outer pass loop (which kept the loads below the wait) it ran at k_gemv's speed
+** (bench/results/2026-11-27-rowblock/gemv_lab-bisect.txt). ---- */
+template <int U>
+__global__ void __launch_bounds__(128) gemv_v3(const uint16_t *__restrict__ W, const float *__restrict__ x,
+                                               float *__restrict__ y, int n, int k)
 {
-    __shared__ float red[3][1][4];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, m = ARGS ? p.m : 1;
-    const float *x = ARGS ? p.x : x_;
-    float *y = ARGS ? p.y : y_;
+    __shared__ float red[4];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int per = 128 * 8;
-    bool waited = false;
     for (int row = blockIdx.x; row < n; row += gridDim.x) {
         float acc = 0.0f;
-        for (int base = 0; base < (PASS ? k : 1); base += per * U) {
-            uint4 w[U];
+        uint4 w[U];
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int e = base + u * per + threadIdx.x * 8;
-                w[u] = e < k ? __ldg((const uint4 *)(W + (size_t)row * k + e)) : make_uint4(0, 0, 0, 0);
-            }
-            if (PASS ? !waited : row == (int)blockIdx.x) {
-                pdl_trigger();
-                pdl_wait();
-                waited = true;
-            }
+        for (int u = 0; u < U; u++) {
+            int e = u * per + threadIdx.x * 8;
+            w[u] = e < k ? __ldg((const uint4 *)(W + (size_t)row * k + e)) : make_uint4(0, 0, 0, 0);
+        }
+        if (row == (int)blockIdx.x) {
+            pdl_trigger();
+            pdl_wait();
+        }
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int e = base + u * per + threadIdx.x * 8;
-                if (e < k) {
-                    const float4 *xp = (const float4 *)(x + e);
-                    float4 a = __ldg(xp), b = __ldg(xp + 1);
-                    const uint32_t q[4] = { w[u].x, w[u].y, w[u].z, w[u].w };
-                    acc += __uint_as_float(q[0] << 16) * a.x + __uint_as_float(q[0] & 0xffff0000u) * a.y +
-                           __uint_as_float(q[1] << 16) * a.z + __uint_as_float(q[1] & 0xffff0000u) * a.w +
-                           __uint_as_float(q[2] << 16) * b.x + __uint_as_float(q[2] & 0xffff0000u) * b.y +
-                           __uint_as_float(q[3] << 16) * b.z + __uint_as_float(q[3] & 0xffff0000u) * b.w;
-                }
+        for (int u = 0; u < U; u++) {
+            int e = u * per + threadIdx.x * 8;
+            if (e < k) {
+                const float4 *xp = (const float4 *)(x + e);
+                float4 a = __ldg(xp), b = __ldg(xp + 1);
+                const uint32_t q[4] = { w[u].x, w[u].y, w[u].z, w[u].w };
+                acc += __uint_as_float(q[0] << 16) * a.x + __uint_as_float(q[0] & 0xffff0000u) * a.y +
+                       __uint_as_float(q[1] << 16) * a.z + __uint_as_float(q[1] & 0xffff0000u) * a.w +
+                       __uint_as_float(q[2] << 16) * b.x + __uint_as_float(q[2] & 0xffff0000u) * b.y +
+                       __uint_as_float(q[3] << 16) * b.z + __uint_as_float(q[3] & 0xffff0000u) * b.w;
             }
         }
         acc = warp_sum(acc);
-        if (EPI) {
-            float v1 = warp_sum(0.0f), v2 = warp_sum(0.0f);
-            if (lane == 0) {
-                red[0][0][warp] = acc;
-                red[1][0][warp] = v1;
-                red[2][0][warp] = v2;
-            }
-            __syncthreads();
-            if ((int)threadIdx.x < m) {
-                float v = 0.0f, u = 0.0f, q = 0.0f;
-                for (int i = 0; i < 4; i++) {
-                    v += red[0][0][i];
-                    u += red[1][0][i];
-                    q += red[2][0][i];
-                }
-                y[(size_t)threadIdx.x * (size_t)n + (size_t)row] = v + 0.0f * (u + q);
-            }
-        } else {
-            if (lane == 0) red[0][0][warp] = acc;
-            __syncthreads();
-            if (threadIdx.x == 0) y[row] = red[0][0][0] + red[0][0][1] + red[0][0][2] + red[0][0][3];
-        }
+        if (lane == 0) red[warp] = acc;
+        __syncthreads();
+        if (threadIdx.x == 0) y[row] = red[0] + red[1] + red[2] + red[3];
         __syncthreads();
     }
 }
 
 /* ---- the harness ---- */
+
+/* What sits between two products of a decode step (RMSNorm, RoPE, attention, SwiGLU): a small
+** kernel launched with PDL that waits for the product, reads its output and writes the next
+** product's input (x, and xc for cuBLAS: the same values as x0 while y stays finite). */
+__global__ void between_kernel(const float *y, int n, const float *x0, float *x, uint16_t *xc, int k)
+{
+    pdl_trigger();
+    pdl_wait();
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x) {
+        float v = x0[i] + 0.0f * y[i % n];
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        x[i] = v;
+        xc[i] = (uint16_t)(u >> 16);
+    }
+}
 
 typedef struct shape {
     const char *name;
@@ -124,6 +121,7 @@ static int n_sm;
 static cublasHandle_t blas;
 static FILE *jl;
 static double peak_gbs;
+static float *g_x0; /* the constant input between_kernel copies */
 
 __global__ void fill_kernel(uint16_t *d, size_t n, uint32_t seed)
 {
@@ -142,21 +140,15 @@ static void fill(uint16_t *d, size_t n, uint32_t seed)
     CK(cudaDeviceSynchronize());
 }
 
-enum { K_CUBLAS, K_GEMV, K_GEMV_FUSED, K_V3_ALL, K_V3_EPI, K_V3_ARGS, K_V3_PASS, K_V3, K_COUNT };
-static const char *kname[K_COUNT] = { "cublas", "k_gemv", "k_gemv fused", "v3+all", "v3+epi", "v3+args", "v3+pass",
-                                      "v3" };
+enum { K_CUBLAS, K_GEMV, K_GEMV_FUSED, K_V3, K_COUNT };
+static const char *kname[K_COUNT] = { "cublas", "k_gemv", "k_gemv fused", "v3 (invalid)" };
 
-template <bool PASS, bool ARGS, bool EPI>
-static void launch_v3x(cudaStream_t s, const uint16_t *W, int n, int k, const float *x, float *y)
+static void launch_v3(cudaStream_t s, const uint16_t *W, int n, int k, const float *x, float *y)
 {
     int cap = n_sm * 16, blocks = n < cap ? n : cap;
-    gemv_args ga = {};
-    ga.x = x;
-    ga.y = y;
-    ga.m = 1;
-    if (k <= 4096) launch_pdl(gemv_v3x<4, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
-    else if (k <= 8192) launch_pdl(gemv_v3x<8, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
-    else launch_pdl(gemv_v3x<16, PASS, ARGS, EPI>, blocks, 128, 0, s, W, x, y, n, k, ga);
+    if (k <= 4096) launch_pdl(gemv_v3<4>, blocks, 128, 0, s, W, x, y, n, k);
+    else if (k <= 8192) launch_pdl(gemv_v3<8>, blocks, 128, 0, s, W, x, y, n, k);
+    else launch_pdl(gemv_v3<16>, blocks, 128, 0, s, W, x, y, n, k);
 }
 
 static float *g_norm; /* RMSNorm weights for the fused QKV and gate|up products */
@@ -172,8 +164,8 @@ static void launch(int kind, cudaStream_t s, const uint16_t *W, int n, int k, co
                      CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         break;
     }
-    case K_GEMV:
-    case K_GEMV_FUSED: {
+    case K_V3: launch_v3(s, W, n, k, x, y); break;
+    default: { /* k_gemv: plain, or with a decode layer's fusions and trigger/grid variant */
         kmat w = {};
         w.type = KT_BF16;
         w.n = n;
@@ -192,11 +184,6 @@ static void launch(int kind, cudaStream_t s, const uint16_t *W, int n, int k, co
         k_gemv(s, &w, &ga);
         break;
     }
-    case K_V3_PASS: launch_v3x<true, false, false>(s, W, n, k, x, y); break;
-    case K_V3_ARGS: launch_v3x<false, true, false>(s, W, n, k, x, y); break;
-    case K_V3_EPI: launch_v3x<false, false, true>(s, W, n, k, x, y); break;
-    case K_V3_ALL: launch_v3x<true, true, true>(s, W, n, k, x, y); break;
-    case K_V3: launch_v3x<false, false, false>(s, W, n, k, x, y); break;
     }
 }
 
@@ -283,7 +270,7 @@ static void run_set(const char *set, const shape *sh, cudaStream_t s, float *x, 
            layer_bytes / (peak_gbs * 1e3));
     printf("%-14s", "kernel");
     for (int i = 0; i < 4; i++) printf(" %16s", sh[i].name);
-    printf(" %18s\n", "layer (4 in a row)");
+    printf(" %18s %18s\n", "layer (4 in a row)", "step-like layer");
     for (int ki = 0; ki < K_COUNT; ki++) {
         int kind = K_COUNT - 1 - ki; /* candidates first: an order effect would favour cuBLAS */
         printf("%-14s", kname[kind]);
@@ -300,9 +287,22 @@ static void run_set(const char *set, const shape *sh, cudaStream_t s, float *x, 
             for (int l = 0; l < NL; l++)
                 for (int i = 0; i < 4; i++) launch(kind, s, L[l].w[i], sh[i].n, sh[i].k, x, xc, y, i);
         }, 15) / NL;
-        printf("  %7.2f us %4.0f%%\n", us, 100.0 * layer_bytes / (us * 1e3) / peak_gbs);
+        printf("  %7.2f us %4.0f%%", us, 100.0 * layer_bytes / (us * 1e3) / peak_gbs);
         fprintf(jl, "{\"set\":\"%s\",\"matrix\":\"layer\",\"kernel\":\"%s\",\"us\":%.3f,\"GBps\":%.1f}\n", set, kname[kind],
                 us, layer_bytes / (us * 1e3));
+        us = graph_us(s, [&] {
+            for (int l = 0; l < NL; l++)
+                for (int i = 0; i < 4; i++) {
+                    launch(kind, s, L[l].w[i], sh[i].n, sh[i].k, x, xc, y, i);
+                    int kn = sh[(i + 1) % 4].k;
+                    for (int b = 0; b < (i == 0 ? 3 : 1); b++) /* QKV: RoPE, attention, combine */
+                        launch_pdl(between_kernel, 32, 256, 0, s, (const float *)y, sh[i].n, (const float *)g_x0, x,
+                                   (uint16_t *)xc, kn);
+                }
+        }, 15) / NL;
+        printf("  %7.2f us %4.0f%%\n", us, 100.0 * layer_bytes / (us * 1e3) / peak_gbs);
+        fprintf(jl, "{\"set\":\"%s\",\"matrix\":\"step-like layer\",\"kernel\":\"%s\",\"us\":%.3f,\"GBps\":%.1f}\n", set,
+                kname[kind], us, layer_bytes / (us * 1e3));
     }
     for (int l = 0; l < NL; l++)
         for (int i = 0; i < 4; i++) cudaFree(L[l].w[i]);
@@ -341,6 +341,8 @@ int main(int argc, char **argv)
             memcpy(&h[i], &u, 4); /* the same values in both */
         }
         CK(cudaMemcpy(x, h, kmax * 4, cudaMemcpyHostToDevice));
+        CK(cudaMalloc((void **)&g_x0, kmax * 4));
+        CK(cudaMemcpy(g_x0, h, kmax * 4, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(xc, hb, kmax * 2, cudaMemcpyHostToDevice));
         free(h);
         free(hb);
