@@ -139,13 +139,19 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
 ** A block of NT threads takes one weight row at a time (each thread U 16-byte pieces per pass
 ** over k, all loads issued before any is used) and reduces across the block: many short
 ** blocks, so no long per-warp row drains at the end of the grid, and the first row's loads
-** are issued before waiting for the previous kernel (PDL). The fusions are gemv_dense's (the
-** sum of squares for RMSNorm is taken on the same pass over x), as template flags so a
-** product carries no registers for those it does not use. On the H100 (bench/gpu/gemv_lab.cu,
-** Llama-3-8B matrices, graphs of 32 layers) it read 68-93% of the measured bandwidth, against
-** 49-83% for the warp-per-row kernel and 60-94% for cuBLAS; inside a whole decode step cuBLAS
-** is still faster, which is why the backend keeps cuBLAS for 16-bit weights by default
-** (backend_cuda.c). */
+** are issued before waiting for the previous kernel (PDL); the activations only after it,
+** with plain loads (a non-coherent __ldg of a predecessor's output may be hoisted above the
+** wait: the lab's fastest candidate was fast for exactly that reason, bench/gpu/gemv_lab.cu).
+** The fusions are gemv_dense's (the sum of squares for RMSNorm is taken on the same pass over
+** x), as template flags so a product carries no registers for those it does not use.
+**
+** Unlike the other kernels it never lets its successor launch early (no pdl_trigger: the
+** successor launches as its blocks exit). In a decode step the small kernels after the QKV
+** product trigger at once, so an early trigger here started the whole chain up to the next
+** product, whose waiting blocks then took multiprocessors from this one: Llama-3-8B batch-1 on
+** the H100 145.0 tok/s with the trigger after the first loads, 151.6 at the last row, 159.4
+** without (cuBLAS 152.7); a grid sized to the occupancy instead of 2048 threads a
+** multiprocessor lost 130.0 (bench/results/2026-11-27-rowblock/). */
 enum { RB_NORM = 1, RB_PAIR = 2, RB_ACC = 4 }; /* the fusions, as template flags: no registers or
                                                   branches for those a product does not use */
 
@@ -171,7 +177,6 @@ __global__ void __launch_bounds__(NT) gemv_row_block(gemv_args p, const void *W,
                 if (PAIR) b[u] = e < kk ? __ldg((const uint4 *)(w1 + e)) : make_uint4(0, 0, 0, 0);
             }
             if (!waited) { /* weights only above: x is the previous kernel's output */
-                pdl_trigger();
                 pdl_wait();
                 waited = true;
             }
@@ -192,7 +197,7 @@ __global__ void __launch_bounds__(NT) gemv_row_block(gemv_args p, const void *W,
                 for (int r = 0; r < M; r++) {
                     if (r >= m) break;
                     const float4 *xp = (const float4 *)(p.x + (size_t)r * (size_t)k + (size_t)e);
-                    float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+                    float4 x0 = xp[0], x1 = xp[1];
                     float xv[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
                     if (NORM)
 #pragma unroll
@@ -344,14 +349,15 @@ template <int WT, int M> static void launch_dense(cudaStream_t s, const gemv_arg
 template <int WT, int NT, int U, int M> static void launch_row_block(cudaStream_t s, const gemv_args *p, const kmat *w,
                                                                     int64_t n_out, int mode)
 {
-    unsigned grid = grid_blocks(n_out, NT);
-    const void *q = w->q;
+    void (*kern)(gemv_args, const void *, int64_t, int64_t);
     switch (mode) {
-    case 0: launch_pdl(gemv_row_block<WT, NT, U, M, 0>, grid, NT, 0, s, *p, q, n_out, w->k); break;
-    case RB_NORM: launch_pdl(gemv_row_block<WT, NT, U, M, RB_NORM>, grid, NT, 0, s, *p, q, n_out, w->k); break;
-    case RB_ACC: launch_pdl(gemv_row_block<WT, NT, U, M, RB_ACC>, grid, NT, 0, s, *p, q, n_out, w->k); break;
-    default: launch_pdl(gemv_row_block<WT, NT, U, M, RB_NORM | RB_PAIR>, grid, NT, 0, s, *p, q, n_out, w->k); break;
+    case 0: kern = gemv_row_block<WT, NT, U, M, 0>; break;
+    case RB_NORM: kern = gemv_row_block<WT, NT, U, M, RB_NORM>; break;
+    case RB_ACC: kern = gemv_row_block<WT, NT, U, M, RB_ACC>; break;
+    default: kern = gemv_row_block<WT, NT, U, M, RB_NORM | RB_PAIR>; break;
     }
+    unsigned grid = grid_blocks(n_out, NT);
+    launch_pdl(kern, grid, NT, 0, s, *p, w->q, n_out, w->k);
 }
 
 /* Block size and loads per thread by k: 128 threads of 4 loads up to k = 4096 (fewer idle

@@ -561,11 +561,12 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     c->rank[0] = c;
     c->max_rows = INFER_MAX(p->max_batch_tokens, bucket_rows(p->max_running));
     c->max_seqs = INFER_MAX(p->max_running, 1);
-    /* Dense 16-bit products go to cuBLAS at every row count: on the H100, Llama-3-8B batch-1
-    ** decode ran 152.9 tok/s with cuBLAS and 144.3 with our matrix-vector kernel and its
-    ** fusions (228.3 and 217.1 on 2 GPUs; bench/results/2026-11-27-gemv/). The kernel stays the
-    ** path for f32 and int8 weights; INFER_CUDA_GEMV_ROWS=n takes it up to n rows. */
-    c->gemv_rows = 0;
+    /* Single-row dense 16-bit products (batch-1 decode) on our row-per-block kernel with its
+    ** fusions, larger ones on cuBLAS: on the H100, Llama-3-8B batch-1 decode 158.5-159.9 tok/s
+    ** against cuBLAS's 152.0-152.6 (2 GPUs 242.6-243.2 against 226.9), Llama-3.2-1B 750 against
+    ** 696 (bench/results/2026-11-27-rowblock/). INFER_CUDA_GEMV_ROWS=n moves the limit (0: all
+    ** cuBLAS); f32 and int8 weights take the kernels at every row count as before. */
+    c->gemv_rows = 1;
     c->graphs = 1;
     const char *env = getenv("INFER_CUDA_GEMV_ROWS");
     if (env && atoi(env) >= 0) c->gemv_rows = INFER_MIN(atoi(env), K_GEMV_MAX_ROWS);
