@@ -44,11 +44,13 @@ __device__ __forceinline__ void gemv_store(const gemv_args &p, int64_t n_out, in
 }
 
 /* Output rows per launch: n, or n/2 in pair mode (W = gate rows then up rows). The grid is at
-** most a few blocks per multiprocessor and strides over the rows, so no partial last wave. */
+** most a few blocks per multiprocessor and strides over the rows, so no partial last wave.
+** Like every matrix-vector kernel here it does not trigger its successor (see gemv_row_block;
+** for gemv_quant dropping the trigger took Llama-3.2-1B Q8_0 batch-1 from 596 to 695 tok/s,
+** Q4_0 from 703 to 767, bench/results/2026-11-27-rowblock/). */
 template <int WT, int M, bool VEC>
 __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void *W, int64_t n_out, int64_t k)
 {
-    pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = p.m;
     const size_t es = WT == KT_F32 ? 4 : 2;
     int64_t row0 = (int64_t)blockIdx.x * WARPS + warp;
@@ -145,13 +147,13 @@ __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void
 ** The fusions are gemv_dense's (the sum of squares for RMSNorm is taken on the same pass over
 ** x), as template flags so a product carries no registers for those it does not use.
 **
-** Unlike the other kernels it never lets its successor launch early (no pdl_trigger: the
+** Unlike the small kernels it never lets its successor launch early (no pdl_trigger: the
 ** successor launches as its blocks exit). In a decode step the small kernels after the QKV
 ** product trigger at once, so an early trigger here started the whole chain up to the next
 ** product, whose waiting blocks then took multiprocessors from this one: Llama-3-8B batch-1 on
 ** the H100 145.0 tok/s with the trigger after the first loads, 151.6 at the last row, 159.4
 ** without (cuBLAS 152.7); a grid sized to the occupancy instead of 2048 threads a
-** multiprocessor lost 130.0 (bench/results/2026-11-27-rowblock/). */
+** multiprocessor was slower still, 130.0 (bench/results/2026-11-27-rowblock/). */
 enum { RB_NORM = 1, RB_PAIR = 2, RB_ACC = 4 }; /* the fusions, as template flags: no registers or
                                                   branches for those a product does not use */
 
@@ -260,7 +262,6 @@ __device__ __forceinline__ const float2 *xq_meta(const int8_t *xr, int64_t k)
 template <int WT, int M>
 __global__ void __launch_bounds__(WARPS * 32) gemv_quant(gemv_args p, kmat w, int64_t n_out)
 {
-    pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = p.m;
     const int64_t k = w.k, nb = k / 32;
     const size_t qrow = WT == KT_Q8_0 ? (size_t)k : (size_t)k / 2;
