@@ -6,7 +6,8 @@
 **
 ** Weights keep the file's precision where the kernels read it (f32, f16, bf16, Q8_0, Q4_0);
 ** Q/K/V and gate/up are fused into one matrix each. Activations are fp32 between kernels, the
-** residual stream accumulates in place. Products: dense 16-bit weights go to cuBLAS (bf16/f16
+** residual stream accumulates in place. Products: dense 16-bit weights of a single row
+** (batch-1 decode) go to our row-block matrix-vector kernel, of several rows to cuBLAS (bf16/f16
 ** in, fp32 accumulate; its producers write that 16-bit input directly); int8 weights to our
 ** dp4a matrix-vector kernel for a row or two and to cuBLAS on a 16-bit copy beyond; f32 models
 ** stay on the exact, batch-invariant matrix-vector kernel for every row count. The
