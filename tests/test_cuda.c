@@ -912,9 +912,9 @@ static run_cmp compare_runs(const float *la, const int32_t *ga, const float *lb,
 ** every sum, and the split changes that order (shorter products, then the all-reduce), so the
 ** yardstick is another valid one-GPU computation: the same run with the single-row decode
 ** products on cuBLAS instead of our matrix-vector kernel (INFER_CUDA_GEMV_ROWS=0). The two-GPU
-** run must differ from the one-GPU run by no more than three times as much as that one does, and greedy ids may
-** part only where the one-GPU top-2 margin is within the logit difference (a tie at bf16
-** precision: random weights give flat logits). */
+** run must differ from the one-GPU run by no more than three times as much as that one does,
+** and greedy ids may part only where the one-GPU top-2 margin is within the logit difference
+** (a tie at bf16 precision: random weights give flat logits). */
 static void test_tp_model(void **state)
 {
     NEED_TP();
