@@ -45,9 +45,7 @@ __device__ __forceinline__ void gemv_store(const gemv_args &p, int64_t n_out, in
 
 /* Output rows per launch: n, or n/2 in pair mode (W = gate rows then up rows). The grid is at
 ** most a few blocks per multiprocessor and strides over the rows, so no partial last wave.
-** Like every matrix-vector kernel here it does not trigger its successor (see gemv_row_block;
-** for gemv_quant dropping the trigger took Llama-3.2-1B Q8_0 batch-1 from 596 to 695 tok/s,
-** Q4_0 from 703 to 767, bench/results/2026-11-27-rowblock/). */
+** Like every kernel in this file it never triggers its successor (common.cuh says why). */
 template <int WT, int M, bool VEC>
 __global__ void __launch_bounds__(WARPS * 32) gemv_dense(gemv_args p, const void *W, int64_t n_out, int64_t k)
 {
