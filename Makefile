@@ -57,6 +57,7 @@ ifneq ($(NCCL_HOME),)
 NCCL_LIBDIR ?= $(firstword $(foreach d,$(NCCL_HOME)/lib64 $(NCCL_HOME)/lib /usr/lib/x86_64-linux-gnu,\
                  $(if $(wildcard $(d)/libnccl.so.2),$(d))))
 CUDA_CFLAGS += -DINFER_HAVE_NCCL -I$(NCCL_HOME)/include
+NVCC_FLAGS += -DINFER_HAVE_NCCL -I$(NCCL_HOME)/include
 CUDA_LIBS += -L$(NCCL_LIBDIR) -l:libnccl.so.2 -Wl,-rpath,$(NCCL_LIBDIR)
 endif
 endif

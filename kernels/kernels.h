@@ -133,6 +133,29 @@ int k_argmax(void *stream, int32_t *ids, void *scratch, const float *logits, int
 #define K_SAMPLE_MAX_K 64
 int k_sample_topk(void *stream, int32_t *ids, const float *logits, int rows, int n, const float *params);
 
+/* Tensor parallelism through NCCL's device API (allreduce.cu; NCCL >= 2.28). k_lsa_comm_create:
+** a device communicator for an ncclComm_t with n_blocks barriers and LL slots of n_blocks
+** blocks x ll_slots; a collective, so the ranks' calls go between ncclGroupStart and
+** ncclGroupEnd, and *devcomm (host memory, freed by k_lsa_comm_destroy) is complete after the
+** group; returns an ncclResult_t, or -1 where the build has no device API.
+** k_lsa_comm_ranks: the ranks that reach each other's memory (NCCL's LSA team).
+** k_lsa_allreduce_ll / _push: x (n floats; n even / a multiple of 4) = the sum over ranks, in
+** rank order, of each rank's x, in place; every rank calls it with the same n. LL needs
+** n / min(blocks, max_blocks) / 2 * ranks <= ll_slots. push stores each rank's x into the
+** peers' window win at byte offset off + rank * n * 4 (ranks * n floats from off), which the
+** peers read until the all-reduce after next on that window has passed its barrier (rotate
+** three offsets). At most max_blocks (<= n_blocks) blocks.
+** k_lsa_gather: logit rows (rows of this rank's v_r-wide vocabulary slice) into rank 0's window
+** win (rows of V floats, this slice at column col0), every rank at once; complete on rank 0
+** when its kernel ends. v_pad: the widest slice (the same on every rank, as the grid must be). */
+int k_lsa_comm_create(void *nccl_comm, int n_blocks, int ll_slots, void **devcomm);
+void k_lsa_comm_destroy(void *nccl_comm, void *devcomm);
+int k_lsa_comm_ranks(const void *devcomm);
+int k_lsa_allreduce_ll(void *stream, const void *devcomm, float *x, size_t n, int max_blocks);
+int k_lsa_allreduce_push(void *stream, const void *devcomm, void *win, size_t off, float *x, size_t n, int max_blocks);
+int k_lsa_gather(void *stream, const void *devcomm, void *win, const float *slice, int rows, int64_t v_r,
+                 int64_t col0, int64_t V, int64_t v_pad, int max_blocks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -746,31 +746,33 @@ static void test_errors(void **state)
 
 /* ---------------------------------------------------------------- tensor parallelism (2 GPUs) */
 
-/* The golden cases with every layer split over GPUs 0 and 1: the same ids, text and logits (also
-** with INFER_CUDA_TP_SYMM_ROWS=1). */
+/* The golden cases with every layer split over GPUs 0 and 1: the same ids, text and logits, with
+** each way of all-reducing (our kernel over NCCL's device API, the default where NCCL has it;
+** ncclAllReduce; the experimental NCCL symmetric windows). */
 static void test_tp_golden(void **state)
 {
     NEED_TP();
     golden_n_devices = 2;
-    golden_model(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", "golden/stories260K.greedy.txt",
-                 "golden/stories260K.logits.txt", 1);
-    golden_model(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.f32.bin", NULL,
-                 "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
-    golden_model(INFER_BACKEND_CUDA, "models/stories260K.gguf", NULL, "golden/stories260K.greedy.txt",
-                 "golden/stories260K.logits.txt", 1);
-    /* the experimental path: single-row steps all-reduce through NCCL symmetric windows (where
-    ** this NCCL has them; else the same plain path again) */
-    setenv("INFER_CUDA_TP_SYMM_ROWS", "1", 1);
-    golden_model(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", "golden/stories260K.greedy.txt",
-                 "golden/stories260K.logits.txt", 1);
-    golden_model(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.f32.bin", NULL,
-                 "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
-    unsetenv("INFER_CUDA_TP_SYMM_ROWS");
+    static const char *const ways[][2] = { { "INFER_CUDA_TP_AR", NULL }, { "INFER_CUDA_TP_AR", "nccl" },
+                                           { "INFER_CUDA_TP_SYMM_ROWS", "1" } };
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        printf("    all-reduce: %s=%s\n", ways[w][0], ways[w][1] ? ways[w][1] : "(default)");
+        if (ways[w][1]) setenv(ways[w][0], ways[w][1], 1);
+        golden_model(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin",
+                     "golden/stories260K.greedy.txt", "golden/stories260K.logits.txt", 1);
+        golden_model(INFER_BACKEND_CUDA, "models/llama-2-tiny-random.f32.bin", NULL,
+                     "golden/llama-2-tiny-random.greedy.txt", "golden/llama-2-tiny-random.logits.txt", 0);
+        if (w == 0)
+            golden_model(INFER_BACKEND_CUDA, "models/stories260K.gguf", NULL, "golden/stories260K.greedy.txt",
+                         "golden/stories260K.logits.txt", 1);
+        unsetenv(ways[w][0]);
+    }
     golden_n_devices = 0;
 }
 
-/* 16 prompts batched on 2 GPUs (decode steps replayed from graphs, and without graphs) against
-** each alone on one GPU; a 16-bit model's prompt (cuBLAS attention) against one GPU. */
+/* 16 prompts batched on 2 GPUs (decode steps replayed from graphs, without graphs, and with
+** the push all-reduce for every step of more than one row) against each alone on one GPU; a
+** 16-bit model's prompt (cuBLAS attention) against one GPU. */
 static void test_tp_batched(void **state)
 {
     NEED_TP();
@@ -781,16 +783,21 @@ static void test_tp_batched(void **state)
         snprintf(buf[i], sizeof buf[i], "%s%s", starts[i % 5], i >= 5 ? (i >= 10 ? " went to the park" : " saw") : "");
         prompts[i] = buf[i];
     }
-    static int32_t one[16][48], two[16][48], two_nograph[16][48];
+    static int32_t one[16][48], two[16][48], two_nograph[16][48], two_push[16][48];
     run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 0, one, 40);
     golden_n_devices = 2;
     run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 1, two, 40);
     setenv("INFER_CUDA_GRAPHS", "0", 1);
     run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 1, two_nograph, 40);
     unsetenv("INFER_CUDA_GRAPHS");
+    /* multi-row decode steps through the push + barrier all-reduce instead of LL */
+    setenv("INFER_CUDA_TP_LL_ROWS", "1", 1);
+    run_prompts(INFER_BACKEND_CUDA, "models/stories260K.bin", "models/tok512.bin", prompts, 16, 1, two_push, 40);
+    unsetenv("INFER_CUDA_TP_LL_ROWS");
     for (int i = 0; i < 16; i++) {
         assert_memory_equal(one[i], two[i], sizeof(int32_t) * 40);
         assert_memory_equal(one[i], two_nograph[i], sizeof(int32_t) * 40);
+        assert_memory_equal(one[i], two_push[i], sizeof(int32_t) * 40);
     }
     int np2, np1, v;
     float *l2 = prompt_logits(INFER_BACKEND_CUDA, &np2, &v);
@@ -798,7 +805,7 @@ static void test_tp_batched(void **state)
     float *l1 = prompt_logits(INFER_BACKEND_CUDA, &np1, &v);
     assert_int_equal(np1, np2);
     double e = logits_rel(l2, l1, (size_t)np1 * (size_t)v);
-    printf("    16 prompts x 40 tokens: 2 GPUs batched (graphs and no graphs) == 1 GPU alone; f16 model, "
+    printf("    16 prompts x 40 tokens: 2 GPUs batched (graphs, no graphs, push) == 1 GPU alone; f16 model, "
            "%d-position prompt: 2 GPUs vs 1 rel %.2e (bound 1e-2)\n", np1, e);
     assert_true(e <= 1e-2);
     free(l1);

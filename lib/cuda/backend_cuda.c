@@ -578,7 +578,15 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     env = getenv("INFER_CUDA_TP_NOCOMM");
     c->tp_nocomm = env && *env == '1';
     env = getenv("INFER_CUDA_TP_SYMM_ROWS");
-    c->tp_symm_rows = env ? atoi(env) : 0; /* experimental: see tp_cuda.c */
+    int symm_rows = env ? atoi(env) : 0; /* experimental: see tp_cuda.c */
+    env = getenv("INFER_CUDA_TP_AR");
+    c->tp_ar = symm_rows > 0 || (env && !strcmp(env, "symm")) ? CUDA_TP_AR_SYMM
+             : env && !strcmp(env, "nccl")                      ? CUDA_TP_AR_NCCL
+                                                                : CUDA_TP_AR_LSA;
+    env = getenv("INFER_CUDA_TP_WIN_ROWS");
+    c->tp_win_rows = symm_rows > 0 ? symm_rows : env ? atoi(env) : c->tp_ar == CUDA_TP_AR_SYMM ? 1 : 64;
+    env = getenv("INFER_CUDA_TP_LL_ROWS");
+    c->tp_ll_rows = env ? atoi(env) : 16;
     infer_status st = backend_cpu_create(p->n_threads, &c->cpu);
     if (st) {
         free(c);

@@ -33,8 +33,10 @@ infer_status blas_fail(cublasStatus_t st, const char *what);
 #define CUDA_MAX_GRAPHS 128
 /* Residual buffers the symmetric all-reduces rotate through: out of place, never into the
 ** buffer the previous all-reduce read (NCCL 2.28's symmetric kernels gave wrong sums in place
-** here, as in NVIDIA/nccl#1924). */
+** here, as in NVIDIA/nccl#1924); also the inbox slots the push all-reduces rotate through. */
 #define CUDA_TP_SYMM_BUFS 3
+/* Blocks (NCCL barriers, LL slot sets) of our device-API kernels, at most. */
+#define CUDA_TP_LSA_BLOCKS 128
 
 typedef struct cuda_be {
     backend base;
@@ -55,9 +57,16 @@ typedef struct cuda_be {
     struct cuda_be *rank[INFER_MAX_DEVICES];
     void *comm[INFER_MAX_DEVICES];  /* ncclComm_t of each rank */
     int tp_nocomm;           /* INFER_CUDA_TP_NOCOMM=1: skip the collectives (timing only: wrong results) */
-    int tp_symm_rows;        /* steps of up to this many rows all-reduce through NCCL symmetric
-                                windows (INFER_CUDA_TP_SYMM_ROWS, experimental; default 0: never) */
+    int tp_ar;               /* how steps of up to tp_win_rows rows all-reduce (CUDA_TP_AR_*) */
+    int tp_win_rows;         /* larger steps: ncclAllReduce in place */
+    int tp_ll_rows;          /* CUDA_TP_AR_LSA: steps of up to this many rows by LL, larger by push */
 } cuda_be;
+
+/* How steps of up to tp_win_rows rows all-reduce (INFER_CUDA_TP_AR; tp_cuda.c says why): our
+** kernels over NCCL's device API (lsa, the default: LL up to tp_ll_rows rows, push + barrier
+** above), ncclAllReduce on the plain buffers (nccl), or ncclAllReduce on NCCL symmetric windows
+** (symm, experimental; also what INFER_CUDA_TP_SYMM_ROWS=N asks for, N then tp_win_rows). */
+enum { CUDA_TP_AR_LSA, CUDA_TP_AR_NCCL, CUDA_TP_AR_SYMM };
 
 typedef struct dlayer {
     kmat wqkv;               /* (qd + 2 kvd, dim): q, k, v stacked */
@@ -128,6 +137,13 @@ typedef struct cuda_model {
     float *x_plain, *xs[CUDA_TP_SYMM_BUFS];
     void *x_win[CUDA_TP_SYMM_BUFS];
     int x_cur;               /* the xs that x is */
+    void *devcomm;           /* CUDA_TP_AR_LSA: this rank's NCCL device communicator, or NULL */
+    float *inbox;            /* the peers' partial sums (push: CUDA_TP_SYMM_BUFS slots), a window */
+    void *inbox_win;
+    int win_rows;            /* rows an inbox slot holds */
+    int ar_cur;              /* the inbox slot of the next push all-reduce */
+    float *lg, *tp_logits_plain; /* rank 0's tp_logits is lg, a window (lg_win), for k_lsa_gather */
+    void *lg_win;
 } cuda_model;
 
 /* The pieces of a step, as run_layers strings them together on one GPU and tp_cuda.c across
@@ -174,12 +190,11 @@ infer_status cuda_tp_open(cuda_be *c, const infer_session_params *p);
 void cuda_tp_close(cuda_be *c);
 /* Shard m's weights over the ranks and upload each rank's part (rank 0's state: cm). */
 infer_status cuda_tp_model_init(cuda_be *c, cuda_model *cm, const infer_model *m);
-/* After every rank's workspace exists (cuda_rank_kv): CUDA_TP_SYMM_BUFS residual buffers per
-** rank in memory NCCL registers as symmetric windows, whose all-reduce kernels take ~3 us less
-** than the default ones on the small messages of batch-1 decoding (and more on larger ones);
-** where NCCL or the driver cannot (older NCCL, no VMM, GPUs not all linked by NVLink), every
-** step all-reduces x in place. tp_model_free: the windows and their memory, before
-** cuda_rank_free. */
+/* After every rank's workspace exists (cuda_rank_kv): the memory NCCL registers as symmetric
+** windows and, by default, the device communicators our all-reduce and gather kernels use
+** (tp_cuda.c); where NCCL or the driver cannot (NCCL < 2.28, no VMM, GPUs that do not reach
+** each other's memory), every step all-reduces x in place with ncclAllReduce.
+** tp_model_free: all of that, before cuda_rank_free. */
 infer_status cuda_tp_model_kv(cuda_be *c, cuda_model *cm);
 void cuda_tp_model_free(cuda_be *c, cuda_model *cm);
 /* Enqueue a whole step on every rank (also what graphs capture); dp[r]: rank r's metadata. */

@@ -6,26 +6,33 @@
 ** state of its own (cuda_model: its heads, KV heads, FFN columns and vocabulary rows, uploaded
 ** from the same mapped file, and a KV cache of its KV heads for the same block ids). The one
 ** engine thread enqueues every rank's work layer by layer: after the attention output and
-** after the FFN down product, one in-place sum all-reduce of the residual stream (NCCL, on the
+** after the FFN down product, one in-place sum all-reduce of the residual stream (on the
 ** compute streams, so CUDA graphs capture it). Rank 0 adds its product to the residual, the
 ** others overwrite theirs with their partial product, so the sum is residual + all partials.
 ** The embedding is split by vocabulary too: each rank writes its tokens' rows and zeros, and
 ** the same all-reduce assembles them. Logits: each rank computes its vocabulary slice, the
-** slices are sent to rank 0 (ncclSend/ncclRecv), laid side by side into full rows, and rank 0
-** picks the tokens with the one-GPU kernels.
+** slices go to rank 0, side by side into full rows, and rank 0 picks the tokens with the
+** one-GPU kernels.
 **
 ** The residual all-reduces run in fp32 (the residual stream's type): a decode step of 64 rows
 ** of an 8B model moves 1 MiB per all-reduce, a few microseconds over NVLink, and the sums stay
 ** as exact as on one GPU.
 **
-** Experimental (INFER_CUDA_TP_SYMM_ROWS=N, default 0): steps of up to N rows all-reduce through
-** buffers registered as NCCL symmetric windows (NCCL >= 2.27), out of place, rotating over
-** CUDA_TP_SYMM_BUFS buffers. On 2 x H100 with NCCL 2.28.9 that cut batch-1 decoding of an 8B
-** model's collectives from ~5.7 to ~3.3 us each (1.49x -> 1.56x over one GPU) and was exact
-** on single-row steps in every run (replayed from decode graphs, the default; not checked with
-** INFER_CUDA_GRAPHS=0), but steps of tens of rows (prompts, run without graphs) gave wrong sums
-** in some runs, in place or not, and larger decode batches were slower than the default
-** kernels: hence off unless asked for, and for N = 1 only.
+** How they run (INFER_CUDA_TP_AR): by default, where NCCL has its device API (>= 2.28) and every
+** GPU reaches the others' memory, steps of up to INFER_CUDA_TP_WIN_ROWS rows (64) all-reduce
+** with our kernels over it (kernels/allreduce.cu: LL up to INFER_CUDA_TP_LL_ROWS rows (16),
+** push + barrier above), which let the next product launch early where an NCCL kernel cannot
+** (8B batch-1 decode on 2 x H100: 1.64-1.65x one GPU, 1.53x with ncclAllReduce;
+** bench/results/2026-11-27-tp-lsa/), and logit rows that fit one chunk are gathered by a kernel
+** of ours too. Larger steps (prompts), and every step with INFER_CUDA_TP_AR=nccl or without the
+** device API, use ncclAllReduce in place and ncclSend/ncclRecv for the logits.
+**
+** Experimental (INFER_CUDA_TP_AR=symm, or INFER_CUDA_TP_SYMM_ROWS=N): steps of up to N rows
+** (default 1) all-reduce with ncclAllReduce through buffers registered as NCCL symmetric
+** windows, out of place, rotating over CUDA_TP_SYMM_BUFS buffers (~3.3 us each on 2 x H100
+** with NCCL 2.28.9, exact on single-row steps in every run; steps of tens of rows gave wrong
+** sums in some runs, as NCCL window buffers as outputs of graph-captured all-reduces did for
+** others: NVIDIA/nccl#1924).
 */
 #include "cuda_internal.h"
 #include "tp_shard.h"
@@ -178,36 +185,86 @@ void cuda_tp_close(cuda_be *c)
 #define TP_SYMM 1
 #endif
 
-/* Why symmetric registration failed, or NULL. Each rank gets CUDA_TP_SYMM_BUFS buffers of x's
-** size from ncclMemAlloc, registered as windows (a collective: one group over the ranks);
-** on failure what was made is released and the ranks keep only x_plain. */
-static const char *symm_windows(cuda_be *c, cuda_model *cm)
+/* The windows of a mode on one rank (its buffers and handles, and their sizes; the same on
+** every rank): symm, the residual buffers the all-reduces rotate through; lsa, the inbox of
+** the push all-reduces (CUDA_TP_SYMM_BUFS slots of every rank's partial) and the gathered
+** logit rows (used on rank 0 only). */
+static int win_list(cuda_model *cm, cuda_model *rm, int lsa, void **bufs[], void **wins[], size_t bytes[])
+{
+    size_t xb = (size_t)rm->win_rows * (size_t)cm->hp.dim * sizeof(float);
+    if (!lsa) {
+        for (int i = 0; i < CUDA_TP_SYMM_BUFS; i++) {
+            bufs[i] = (void **)&rm->xs[i];
+            wins[i] = &rm->x_win[i];
+            bytes[i] = xb;
+        }
+        return CUDA_TP_SYMM_BUFS;
+    }
+    bufs[0] = (void **)&rm->inbox;
+    wins[0] = &rm->inbox_win;
+    bytes[0] = xb * CUDA_TP_SYMM_BUFS * (size_t)cm->n_ranks;
+    bufs[1] = (void **)&rm->lg;
+    wins[1] = &rm->lg_win;
+    bytes[1] = (size_t)cm->logit_cap * (size_t)cm->vocab * sizeof(float);
+    return 2;
+}
+
+/* Why the windows (and for lsa the device communicators) could not be made, or NULL. Memory
+** from ncclMemAlloc, registered as symmetric windows, and the device communicators: each a
+** collective, so one group over the ranks each; on failure what was made is released and
+** every step all-reduces with ncclAllReduce in place. */
+static const char *tp_windows(cuda_be *c, cuda_model *cm)
 {
 #ifdef TP_SYMM
-    enum { NB = CUDA_TP_SYMM_BUFS };
-    size_t bytes = (size_t)cm->max_rows * (size_t)cm->hp.dim * sizeof(float);
-    const char *why = NULL;
+    enum { MAXW = CUDA_TP_SYMM_BUFS > 2 ? CUDA_TP_SYMM_BUFS : 2 };
+    int lsa = c->tp_ar == CUDA_TP_AR_LSA, rows = INFER_MIN(cm->max_rows, c->tp_win_rows), nw = 0;
+    const char *why = lsa && cm->hp.dim % 4 ? "the model's width is not a multiple of 4" : NULL;
+    void **bufs[MAXW], **wins[MAXW];
+    size_t bytes[MAXW];
     for (int r = 0; !why && r < cm->n_ranks; r++) {
         cuda_model *rm = cm->peer[r];
+        rm->win_rows = rows;
+        nw = win_list(cm, rm, lsa, bufs, wins, bytes);
         if (cudaSetDevice(c->rank[r]->dev) != cudaSuccess) why = "cudaSetDevice failed";
-        for (int i = 0; !why && i < NB; i++) {
-            void *p = NULL;
-            if (ncclMemAlloc(&p, bytes) != ncclSuccess || !p) why = "ncclMemAlloc failed (no CUDA VMM?)";
-            rm->xs[i] = p;
-        }
+        for (int i = 0; !why && i < nw; i++)
+            if (ncclMemAlloc(bufs[i], bytes[i]) != ncclSuccess || !*bufs[i]) why = "ncclMemAlloc failed (no CUDA VMM?)";
     }
-    for (int i = 0; !why && i < NB; i++) {
+    for (int i = 0; !why && i < nw; i++) {
         ncclResult_t res = ncclGroupStart();
         for (int r = 0; res == ncclSuccess && r < cm->n_ranks; r++) {
-            cuda_model *rm = cm->peer[r];
+            win_list(cm, cm->peer[r], lsa, bufs, wins, bytes);
             (void)cudaSetDevice(c->rank[r]->dev);
-            res = ncclCommWindowRegister((ncclComm_t)c->comm[r], rm->xs[i], bytes, (ncclWindow_t *)&rm->x_win[i],
+            res = ncclCommWindowRegister((ncclComm_t)c->comm[r], *bufs[i], bytes[i], (ncclWindow_t *)wins[i],
                                          NCCL_WIN_COLL_SYMMETRIC);
         }
         ncclResult_t end = ncclGroupEnd();
         if (res != ncclSuccess || end != ncclSuccess) why = ncclGetErrorString(res != ncclSuccess ? res : end);
+        for (int r = 0; !why && r < cm->n_ranks; r++) {
+            win_list(cm, cm->peer[r], lsa, bufs, wins, bytes);
+            if (!*wins[i]) why = "NCCL made no window (symmetric memory unsupported between these GPUs)";
+        }
+    }
+    if (!why && lsa) {
+        /* LL slots of a block: its share of the largest step it serves, from every rank */
+        size_t max_n = (size_t)INFER_MIN(rows, c->tp_ll_rows) * (size_t)cm->hp.dim;
+        size_t share = INFER_MAX(512, max_n / CUDA_TP_LSA_BLOCKS + 2);
+        int res = ncclGroupStart();
+        for (int r = 0; res == ncclSuccess && r < cm->n_ranks; r++) {
+            (void)cudaSetDevice(c->rank[r]->dev);
+            res = k_lsa_comm_create(c->comm[r], CUDA_TP_LSA_BLOCKS, (int)(share / 2 + 1) * cm->n_ranks,
+                                    &cm->peer[r]->devcomm);
+        }
+        int end = ncclGroupEnd();
+        if (res == -1) why = "this build's NCCL has no device API (NCCL >= 2.28)";
+        else if (res != ncclSuccess || end != ncclSuccess)
+            why = ncclGetErrorString((ncclResult_t)(res != ncclSuccess ? res : end));
         for (int r = 0; !why && r < cm->n_ranks; r++)
-            if (!cm->peer[r]->x_win[i]) why = "NCCL made no window (symmetric memory unsupported between these GPUs)";
+            if (k_lsa_comm_ranks(cm->peer[r]->devcomm) != cm->n_ranks)
+                why = "not every GPU reaches the others' memory (NCCL's LSA team is smaller than the ranks)";
+    }
+    if (!why && lsa) {
+        cm->tp_logits_plain = cm->tp_logits;
+        cm->tp_logits = cm->lg;
     }
     if (why) cuda_tp_model_free(c, cm);
     return why;
@@ -220,11 +277,17 @@ static const char *symm_windows(cuda_be *c, cuda_model *cm)
 infer_status cuda_tp_model_kv(cuda_be *c, cuda_model *cm)
 {
     for (int r = 0; r < cm->n_ranks; r++) cm->peer[r]->x_plain = cm->peer[r]->x;
-    const char *why = c->tp_symm_rows > 0 ? symm_windows(c, cm) : "INFER_CUDA_TP_SYMM_ROWS=0";
+    const char *why = c->tp_ar == CUDA_TP_AR_NCCL ? "INFER_CUDA_TP_AR=nccl"
+                    : c->tp_win_rows < 1          ? "INFER_CUDA_TP_WIN_ROWS=0"
+                                                  : tp_windows(c, cm);
     if (c->profile) {
-        if (why) fprintf(stderr, "libinfer cuda: tensor-parallel all-reduces in place on cudaMalloc'd buffers: %s\n", why);
-        else fprintf(stderr, "libinfer cuda: tensor-parallel all-reduces of steps up to %d rows on NCCL symmetric "
-                     "windows, in place on cudaMalloc'd buffers above\n", c->tp_symm_rows);
+        if (why) fprintf(stderr, "libinfer cuda: tensor-parallel all-reduces: ncclAllReduce in place (%s)\n", why);
+        else if (c->tp_ar == CUDA_TP_AR_LSA)
+            fprintf(stderr, "libinfer cuda: tensor-parallel all-reduces over NCCL's device API: LL up to %d rows, "
+                    "push + barrier up to %d; ncclAllReduce above\n", INFER_MIN(c->tp_ll_rows, c->tp_win_rows),
+                    c->tp_win_rows);
+        else fprintf(stderr, "libinfer cuda: tensor-parallel all-reduces of steps up to %d rows by ncclAllReduce on "
+                     "NCCL symmetric windows, in place above\n", c->tp_win_rows);
     }
     CU(cudaSetDevice(c->dev));
     return INFER_OK;
@@ -238,12 +301,18 @@ void cuda_tp_model_free(cuda_be *c, cuda_model *cm)
         if (!rm) continue;
         cudaSetDevice(c->rank[r]->dev);
         cudaStreamSynchronize(c->rank[r]->stream);
-        for (int i = 0; i < CUDA_TP_SYMM_BUFS; i++) {
-            if (rm->x_win[i]) ncclCommWindowDeregister((ncclComm_t)c->comm[r], (ncclWindow_t)rm->x_win[i]);
-            if (rm->xs[i]) ncclMemFree(rm->xs[i]);
-            rm->x_win[i] = NULL;
-            rm->xs[i] = NULL;
-        }
+        k_lsa_comm_destroy(c->comm[r], rm->devcomm);
+        rm->devcomm = NULL;
+        if (rm->tp_logits_plain) rm->tp_logits = rm->tp_logits_plain; /* what cuda_model_free releases */
+        rm->tp_logits_plain = NULL;
+        void **bufs[CUDA_TP_SYMM_BUFS + 2], **wins[CUDA_TP_SYMM_BUFS + 2];
+        size_t bytes[CUDA_TP_SYMM_BUFS + 2];
+        for (int lsa = 0; lsa < 2; lsa++) /* whichever were made */
+            for (int i = 0, nw = win_list(cm, rm, lsa, bufs, wins, bytes); i < nw; i++) {
+                if (*wins[i]) ncclCommWindowDeregister((ncclComm_t)c->comm[r], (ncclWindow_t)*wins[i]);
+                if (*bufs[i]) ncclMemFree(*bufs[i]);
+                *wins[i] = *bufs[i] = NULL;
+            }
         if (rm->x_plain) rm->x = rm->x_plain; /* what cuda_rank_free releases */
     }
     cudaSetDevice(c->dev);
@@ -252,24 +321,21 @@ void cuda_tp_model_free(cuda_be *c, cuda_model *cm)
 #endif
 }
 
-/* Every rank's x for a step of `rows` rows: the first symmetric buffer, or the plain one. */
+/* Every rank's x for a step of `rows` rows: the first symmetric buffer (symm), or the plain
+** one; and the first inbox slot. */
 static void step_x(cuda_be *c, cuda_model *cm, int rows)
 {
-    int sym = cm->xs[0] && rows <= c->tp_symm_rows;
+    int sym = cm->xs[0] && rows <= c->tp_win_rows;
     for (int r = 0; r < cm->n_ranks; r++) {
         cuda_model *rm = cm->peer[r];
         rm->x = sym ? rm->xs[0] : rm->x_plain;
-        rm->x_cur = 0;
+        rm->x_cur = rm->ar_cur = 0;
     }
 }
 
-/* x = the sum over ranks of each rank's x, on every rank: in place on the plain buffer, or
-** into the next symmetric buffer, which becomes x. */
-static infer_status allreduce_x(cuda_be *c, cuda_model *cm, const step_shape *sh)
+/* ncclAllReduce of every rank's x: in place, or into the next symmetric buffer. */
+static infer_status nccl_allreduce(cuda_be *c, cuda_model *cm, size_t n, int sym, int next)
 {
-    if (c->tp_nocomm) return INFER_OK;
-    size_t n = (size_t)sh->rows * (size_t)cm->hp.dim;
-    int sym = cm->x != cm->x_plain, next = (cm->x_cur + 1) % CUDA_TP_SYMM_BUFS;
     NC(ncclGroupStart());
     for (int r = 0; r < cm->n_ranks; r++) {
         cuda_model *rm = cm->peer[r];
@@ -281,18 +347,57 @@ static infer_status allreduce_x(cuda_be *c, cuda_model *cm, const step_shape *sh
         }
     }
     NC(ncclGroupEnd());
-    for (int r = 0; sym && r < cm->n_ranks; r++) {
+    return INFER_OK;
+}
+
+/* x = the sum over ranks of each rank's x, on every rank: by our kernels in place (steps up to
+** tp_win_rows rows, with device communicators), or by ncclAllReduce in place on the plain
+** buffer or into the next symmetric buffer, which becomes x. */
+static infer_status allreduce_x(cuda_be *c, cuda_model *cm, const step_shape *sh)
+{
+    if (c->tp_nocomm) return INFER_OK;
+    size_t n = (size_t)sh->rows * (size_t)cm->hp.dim;
+    if (cm->devcomm && sh->rows <= c->tp_win_rows) {
+        for (int r = 0; r < cm->n_ranks; r++) {
+            cuda_model *rm = cm->peer[r];
+            CU(cudaSetDevice(c->rank[r]->dev));
+            /* push: inbox slots in turn (consecutive all-reduces never share one; every step
+            ** ends with a synchronize on each rank, so none is outstanding across steps) */
+            size_t off = (size_t)rm->ar_cur * (size_t)cm->n_ranks * (size_t)rm->win_rows * (size_t)cm->hp.dim * 4;
+            KL(sh->rows <= c->tp_ll_rows
+                   ? k_lsa_allreduce_ll(c->rank[r]->stream, rm->devcomm, rm->x, n, CUDA_TP_LSA_BLOCKS)
+                   : k_lsa_allreduce_push(c->rank[r]->stream, rm->devcomm, rm->inbox_win, off, rm->x, n,
+                                          CUDA_TP_LSA_BLOCKS));
+            rm->ar_cur = (rm->ar_cur + 1) % CUDA_TP_SYMM_BUFS;
+        }
+        return INFER_OK;
+    }
+    int sym = cm->x != cm->x_plain, next = (cm->x_cur + 1) % CUDA_TP_SYMM_BUFS;
+    infer_status st = nccl_allreduce(c, cm, n, sym, next);
+    for (int r = 0; !st && sym && r < cm->n_ranks; r++) {
         cm->peer[r]->x = cm->peer[r]->xs[next];
         cm->peer[r]->x_cur = next;
     }
-    return INFER_OK;
+    return st;
 }
 
 /* Logit rows [j0, j0 + nl): every rank's vocabulary slice to rank 0, side by side into full
 ** rows of cm->tp_logits. */
-static infer_status gather_logits(cuda_be *c, cuda_model *cm, int nl)
+static infer_status gather_logits(cuda_be *c, cuda_model *cm, int nl, int one_chunk)
 {
     size_t cap = (size_t)cm->logit_cap;
+    if (!c->tp_nocomm && cm->devcomm && one_chunk) {
+        /* each rank stores its slice into rank 0's rows; a step of several chunks takes the
+        ** path below: a rank's next chunk could overwrite rows rank 0 has not yet read */
+        for (int r = 0; r < cm->n_ranks; r++) {
+            const cuda_model *rm = cm->peer[r];
+            CU(cudaSetDevice(c->rank[r]->dev));
+            KL(k_lsa_gather(c->rank[r]->stream, rm->devcomm, rm->lg_win, rm->logits, nl, rm->hp.vocab_size, rm->vocab0,
+                            cm->vocab, cm->vocab_pad, CUDA_TP_LSA_BLOCKS));
+        }
+        CU(cudaSetDevice(c->dev));
+        return INFER_OK;
+    }
     if (!c->tp_nocomm) {
         NC(ncclGroupStart());
         for (int r = 1; r < cm->n_ranks; r++) {
@@ -349,7 +454,8 @@ infer_status cuda_tp_run(cuda_be *c, cuda_model *cm, const step_shape *sh, const
             return st;
     for (int j0 = 0; j0 < n_lrows; j0 += cm->logit_cap) {
         int nl = INFER_MIN(cm->logit_cap, n_lrows - j0);
-        if ((st = each_rank(c, cm, sh, dp, PH_CLASSIFY, j0, nl)) || (st = gather_logits(c, cm, nl)) ||
+        if ((st = each_rank(c, cm, sh, dp, PH_CLASSIFY, j0, nl)) ||
+            (st = gather_logits(c, cm, nl, n_lrows <= cm->logit_cap)) ||
             (st = cu_pick(c, cm, sh, &dp[0], cm->tp_logits, cm->vocab, j0, nl)))
             return st;
         if (j0 + nl < n_lrows && (st = cu_copy_full_rows(c, cm, cm->tp_logits, cm->vocab, j0, nl))) return st;

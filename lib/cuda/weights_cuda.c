@@ -429,10 +429,10 @@ void cuda_model_free(backend *be, infer_model *m)
     cuda_be *c = (cuda_be *)be;
     cuda_model *cm = m->dev;
     if (!cm) return;
+    if (cm->n_ranks > 1) cuda_tp_model_free(c, cm); /* first: it gives tp_logits back */
     cudaSetDevice(c->dev);
     cudaFree(cm->tp_recv);
     cudaFree(cm->tp_logits);
-    if (cm->n_ranks > 1) cuda_tp_model_free(c, cm);
     for (int r = cm->n_ranks - 1; r >= 1; r--)
         if (cm->peer[r]) cuda_rank_free(c->rank[r], cm->peer[r]);
     cuda_rank_free(c, cm);
