@@ -14,8 +14,8 @@
 #   bench  gpu_decode (--seqs $SEQS --prefill 512) on GPU 0, on GPUs 0,1, and on GPUs 0,1 with
 #          INFER_CUDA_TP_NOCOMM=1 (the all-reduces and logit gather skipped: wrong tokens, but
 #          the difference of step times is the time a step spends communicating), on GPUs 0,1
-#          with INFER_CUDA_TP_SYMM_ROWS=1 (the experimental all-reduces of single-row steps
-#          through NCCL symmetric windows: 2gpu-symm1), all with
+#          with INFER_CUDA_TP_AR=nccl (ncclAllReduce instead of our device-API kernels:
+#          2gpu-nccl), all with
 #          NCCL_GRAPH_MIXING_SUPPORT=0 (see README: libinfer never leaves a graph's collectives
 #          outstanding, and NCCL's default guard costs ~4 us a collective); then GPUs 0,1 with
 #          NCCL's default (2gpu-ncclmix). Results in $OUT/tp-*.jsonl, summary in $OUT/tp-summary.txt
@@ -23,7 +23,7 @@
 # Environment: OUT (default $WORK/out), WORK (default /tmp/gpubench), INFER_SHARED (the shared
 # test data; default .shared), SEQS (default 1,64), NEW (new tokens, default 128), RUNS (the
 # bench runs, NAME:DEVICES[:VAR=VALUE+VAR=VALUE...], the first one the baseline of the ratios;
-# default "1gpu:0 2gpu:0,1 2gpu-symm1:0,1:INFER_CUDA_TP_SYMM_ROWS=1 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1
+# default "1gpu:0 2gpu:0,1 2gpu-nccl:0,1:INFER_CUDA_TP_AR=nccl 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1
 # 2gpu-ncclmix:0,1:NCCL_GRAPH_MIXING_SUPPORT=1").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,7 +68,7 @@ if want big; then
 fi
 if want bench; then
     args=(-m "$hf" --shape 8b --dtype bf16 --seqs "$SEQS" --new-tokens "$NEW" --prefill 512 --repeat 3)
-    runs=${RUNS:-1gpu:0 2gpu:0,1 2gpu-symm1:0,1:INFER_CUDA_TP_SYMM_ROWS=1 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1 2gpu-ncclmix:0,1:NCCL_GRAPH_MIXING_SUPPORT=1}
+    runs=${RUNS:-1gpu:0 2gpu:0,1 2gpu-nccl:0,1:INFER_CUDA_TP_AR=nccl 2gpu-nocomm:0,1:INFER_CUDA_TP_NOCOMM=1 2gpu-ncclmix:0,1:NCCL_GRAPH_MIXING_SUPPORT=1}
     for run in $runs; do
         IFS=: read -r name devs extra <<< "$run"
         env=(NCCL_GRAPH_MIXING_SUPPORT=0)
