@@ -128,15 +128,18 @@ __global__ void __launch_bounds__(AR_THREADS) gather_kernel(ncclDevComm dc, nccl
 
 extern "C" int k_lsa_comm_create(void *nccl_comm, int n_blocks, int ll_slots, void **devcomm)
 {
-    lsa_comm *lc = (lsa_comm *)calloc(1, sizeof *lc); /* zero requirements are 'none' (2.28 has no initializer) */
+    lsa_comm *lc = (lsa_comm *)calloc(1, sizeof *lc);
     if (!lc) return (int)ncclSystemError;
+#ifdef NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER
+    lc->reqs = NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER; /* NCCL >= 2.29 checks it; 2.28 takes zeros */
+#endif
     ncclResult_t r = ncclLLA2ACreateRequirement(n_blocks, ll_slots, &lc->ll, &lc->ll_req);
     lc->ll_slots = ll_slots;
     lc->reqs.lsaBarrierCount = n_blocks;
     lc->reqs.resourceRequirementsList = &lc->ll_req;
     /* a collective: the caller groups the ranks' calls, and lc->dc is complete at the group's end */
     if (r == ncclSuccess) r = ncclDevCommCreate((ncclComm_t)nccl_comm, &lc->reqs, &lc->dc);
-    if (r != ncclSuccess && r != ncclInProgress) {
+    if (r != ncclSuccess) { /* ncclCommInitAll's communicators block: no ncclInProgress */
         free(lc);
         return (int)r;
     }

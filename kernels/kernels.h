@@ -140,11 +140,14 @@ int k_sample_topk(void *stream, int32_t *ids, const float *logits, int rows, int
 ** group; returns an ncclResult_t, or -1 where the build has no device API.
 ** k_lsa_comm_ranks: the ranks that reach each other's memory (NCCL's LSA team).
 ** k_lsa_allreduce_ll / _push: x (n floats; n even / a multiple of 4) = the sum over ranks, in
-** rank order, of each rank's x, in place; every rank calls it with the same n. LL needs
-** n / min(blocks, max_blocks) / 2 * ranks <= ll_slots. push stores each rank's x into the
-** peers' window win at byte offset off + rank * n * 4 (ranks * n floats from off), which the
-** peers read until the all-reduce after next on that window has passed its barrier (rotate
-** three offsets). At most max_blocks (<= n_blocks) blocks.
+** rank order, of each rank's x, in place; every rank calls it with the same n, in the same
+** order of calls (a kernel waits for its peers' without a time limit). LL: blocks =
+** min(ceil(n / 512), max_blocks), each taking an even share of n, and ranks * share / 2 <=
+** ll_slots (else cudaErrorInvalidValue). push stores each rank's x into the peers' window win at
+** byte offset off + rank * n * 4 (ranks * n floats from off); a peer has read it when it
+** arrives at its next push barrier on that window, so consecutive pushes take turns over
+** offsets (the caller rotates three), and the caller orders pushes of different steps (it
+** synchronizes every rank between steps). At most max_blocks (<= n_blocks) blocks.
 ** k_lsa_gather: logit rows (rows of this rank's v_r-wide vocabulary slice) into rank 0's window
 ** win (rows of V floats, this slice at column col0), every rank at once; complete on rank 0
 ** when its kernel ends. v_pad: the widest slice (the same on every rank, as the grid must be). */

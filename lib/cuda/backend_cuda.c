@@ -480,6 +480,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
     if (nlr > 0 && (st = cu_copy_full_rows(c, cm, lg, cm->vocab, last0, nlr - last0))) return st;
     CU(cudaMemcpyAsync(cm->hids, cm->ids, (size_t)INFER_MAX(nlr, 1) * sizeof(int32_t), cudaMemcpyDeviceToHost,
                        c->stream));
+    /* every rank, every step: tensor parallelism's own kernels rely on it (tp_cuda.c) */
     for (int r = cm->n_ranks - 1; r >= 0; r--) {
         CU(cudaSetDevice(c->rank[r]->dev));
         CU(cudaStreamSynchronize(c->rank[r]->stream));

@@ -142,7 +142,7 @@ typedef struct cuda_model {
     void *inbox_win;
     int win_rows;            /* rows an inbox slot holds */
     int ar_cur;              /* the inbox slot of the next push all-reduce */
-    float *lg, *tp_logits_plain; /* rank 0's tp_logits is lg, a window (lg_win), for k_lsa_gather */
+    float *lg;               /* rank 0's tp_logits is lg, a window (lg_win), for k_lsa_gather */
     void *lg_win;
 } cuda_model;
 

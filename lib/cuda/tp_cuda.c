@@ -24,8 +24,16 @@
 ** push + barrier above), which let the next product launch early where an NCCL kernel cannot
 ** (8B batch-1 decode on 2 x H100: 1.64-1.65x one GPU, 1.53x with ncclAllReduce;
 ** bench/results/2026-11-27-tp-lsa/), and logit rows that fit one chunk are gathered by a kernel
-** of ours too. Larger steps (prompts), and every step with INFER_CUDA_TP_AR=nccl or without the
-** device API, use ncclAllReduce in place and ncclSend/ncclRecv for the logits.
+** of ours too (any step's, when they fit one chunk). Larger steps (prompts) all-reduce with
+** ncclAllReduce in place; with INFER_CUDA_TP_AR=nccl or without the device API every step does,
+** and the logits go by ncclSend/ncclRecv.
+**
+** Two rules keep our kernels' buffers safe (kernels/allreduce.cu): every step ends with a
+** synchronize on every rank (cuda_forward), so nothing is outstanding across steps (the inbox
+** slots restart at each step); and every rank enqueues the same kernels in the same order. A
+** kernel of ours waits for its peers without a time limit, so a launch that fails on one rank
+** after another rank's went out leaves that rank waiting for good, as an NCCL collective
+** would; the library does not recover from it (the step fails, the next synchronize hangs).
 **
 ** Experimental (INFER_CUDA_TP_AR=symm, or INFER_CUDA_TP_SYMM_ROWS=N): steps of up to N rows
 ** (default 1) all-reduce with ncclAllReduce through buffers registered as NCCL symmetric
@@ -262,9 +270,12 @@ static const char *tp_windows(cuda_be *c, cuda_model *cm)
             if (k_lsa_comm_ranks(cm->peer[r]->devcomm) != cm->n_ranks)
                 why = "not every GPU reaches the others' memory (NCCL's LSA team is smaller than the ranks)";
     }
-    if (!why && lsa) {
-        cm->tp_logits_plain = cm->tp_logits;
+    if (!why && lsa) { /* the gathered rows land in the window: the plain buffer goes */
+        cudaSetDevice(c->dev);
+        cudaFree(cm->tp_logits);
         cm->tp_logits = cm->lg;
+        win_list(cm, cm, lsa, bufs, wins, bytes);
+        cm->work_bytes += bytes[0]; /* the inbox; lg replaces tp_logits, counted already */
     }
     if (why) cuda_tp_model_free(c, cm);
     return why;
@@ -303,8 +314,7 @@ void cuda_tp_model_free(cuda_be *c, cuda_model *cm)
         cudaStreamSynchronize(c->rank[r]->stream);
         k_lsa_comm_destroy(c->comm[r], rm->devcomm);
         rm->devcomm = NULL;
-        if (rm->tp_logits_plain) rm->tp_logits = rm->tp_logits_plain; /* what cuda_model_free releases */
-        rm->tp_logits_plain = NULL;
+        if (rm->tp_logits && rm->tp_logits == rm->lg) rm->tp_logits = NULL; /* not cuda_model_free's to free */
         void **bufs[CUDA_TP_SYMM_BUFS + 2], **wins[CUDA_TP_SYMM_BUFS + 2];
         size_t bytes[CUDA_TP_SYMM_BUFS + 2];
         for (int lsa = 0; lsa < 2; lsa++) /* whichever were made */
