@@ -23,10 +23,10 @@
 ** with our kernels over it (kernels/allreduce.cu: LL up to INFER_CUDA_TP_LL_ROWS rows (16),
 ** push + barrier above), which let the next product launch early where an NCCL kernel cannot
 ** (8B batch-1 decode on 2 x H100: 1.64-1.65x one GPU, 1.53x with ncclAllReduce;
-** bench/results/2026-11-27-tp-lsa/), and logit rows that fit one chunk are gathered by a kernel
-** of ours too (any step's, when they fit one chunk). Larger steps (prompts) all-reduce with
-** ncclAllReduce in place; with INFER_CUDA_TP_AR=nccl or without the device API every step does,
-** and the logits go by ncclSend/ncclRecv.
+** bench/results/2026-11-27-tp-lsa/); a step's logit rows, when they fit one chunk, are gathered
+** by a kernel of ours too. Larger steps (prompts) all-reduce with ncclAllReduce in place; with
+** INFER_CUDA_TP_AR=nccl or without the device API every step does, and the logits go by
+** ncclSend/ncclRecv.
 **
 ** Two rules keep our kernels' buffers safe (kernels/allreduce.cu): every step ends with a
 ** synchronize on every rank (cuda_forward), so nothing is outstanding across steps (the inbox
@@ -314,7 +314,7 @@ void cuda_tp_model_free(cuda_be *c, cuda_model *cm)
         cudaStreamSynchronize(c->rank[r]->stream);
         k_lsa_comm_destroy(c->comm[r], rm->devcomm);
         rm->devcomm = NULL;
-        if (rm->tp_logits && rm->tp_logits == rm->lg) rm->tp_logits = NULL; /* not cuda_model_free's to free */
+        if (rm->tp_logits == rm->lg) rm->tp_logits = NULL; /* the window: not cuda_model_free's to free */
         void **bufs[CUDA_TP_SYMM_BUFS + 2], **wins[CUDA_TP_SYMM_BUFS + 2];
         size_t bytes[CUDA_TP_SYMM_BUFS + 2];
         for (int lsa = 0; lsa < 2; lsa++) /* whichever were made */
