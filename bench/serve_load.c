@@ -199,7 +199,7 @@ typedef struct opts {
     double prefix_pct;      /* < 0: not given */
     uint64_t seed;
     float temperature;
-    const char *model, *tokenizer, *json_path, *png_path;
+    const char *model, *tokenizer, *json_path, *png_path, *req_log_path;
     int threads, max_running, max_batch_tokens, kv_mb, prefix_cache, no_png, progress, quick;
     int backend;              /* --backend: infer_backend (default the CPU) */
     const char *backend_name;
@@ -274,6 +274,9 @@ static void usage(FILE *f)
         "                        (default build/bench/serve_load.png; needs gnuplot: apt-get install\n"
         "                        gnuplot-nox)\n"
         "  --no-png              no plot\n"
+        "  --request-log PATH    one JSON line per measured request (run, prompt and output tokens,\n"
+        "                        submit time in the run, TTFT, end-to-end, running and queued\n"
+        "                        requests at its submit), appended to PATH\n"
         "  --no-progress         no progress line on stderr\n"
         "  -h, --help            this text\n");
 }
@@ -324,6 +327,10 @@ static int parse_args(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--overhead")) { o->overhead = 1; takes = 0; }
         else if (!strcmp(a, "--quick")) { o->quick = 1; takes = 0; }
         else if (!strcmp(a, "--no-png")) { o->no_png = 1; takes = 0; }
+        else if (!strcmp(a, "--request-log")) {
+            if (!v) { fprintf(stderr, PROG ": --request-log needs a path\n"); rc = -1; }
+            o->req_log_path = v;
+        }
         else if (!strcmp(a, "--no-progress")) { o->progress = 0; takes = 0; }
         else if (!strcmp(a, "--no-prefix-cache")) { o->prefix_cache = 0; takes = 0; }
         else if (!strcmp(a, "--mode")) {
@@ -609,6 +616,7 @@ typedef struct req_rec {
     double t_submit, t_first, t_done;
     infer_request_id id;
     int n_tok, n_prompt, n_gen, max_tokens, target;
+    int running_at, queued_at; /* the session's counts just before the submit (--request-log) */
     int state;           /* 0 free, 1 in flight, 2 done */
     infer_status status;
 } req_rec;
@@ -677,6 +685,13 @@ static infer_status send(run_ctx *c, pending *p)
     r->max_tokens = p->max_tokens;
     r->target = p->target;
     r->state = 1;
+    if (c->b->o->req_log_path) {
+        infer_stats st0 = { .size = sizeof st0 };
+        if (infer_session_stats(c->s, &st0) == INFER_OK) {
+            r->running_at = (int)st0.running;
+            r->queued_at = (int)st0.queued;
+        }
+    }
     r->t_submit = bench_now_s();
     infer_status st = infer_submit(c->s, &rq, &r->id);
     free(p->text);
@@ -979,6 +994,24 @@ static int run_one(const bench *b, infer_session *s, const run_cfg *cfg, run_res
             else if (which == 2) v[k++] = r->t_done - r->t_submit;
         }
         pcts(v, k, which == 0 ? res->ttft : which == 1 ? res->tpot : res->e2e);
+    }
+    if (o->req_log_path) {
+        FILE *rl = fopen(o->req_log_path, "a");
+        if (!rl) {
+            fprintf(stderr, PROG ": cannot open %s: %s\n", o->req_log_path, strerror(errno));
+            goto out;
+        }
+        for (int i = 0; i < used; i++) {
+            const req_rec *r = &c.recs[i];
+            if (r->state != 2 || r->status != INFER_OK || r->t_submit < w0 || r->t_submit > w1 || !r->n_tok) continue;
+            fprintf(rl, "{\"run\":\"%s\",\"prompt\":%d,\"gen\":%d,\"t_submit_s\":%.6f,\"ttft_ms\":%.3f,\"e2e_ms\":%.3f,\"running_at\":%d,\"queued_at\":%d}\n",
+                    cfg->label, r->n_prompt, r->n_gen, r->t_submit - c.t0, 1e3 * (r->t_first - r->t_submit),
+                    1e3 * (r->t_done - r->t_submit), r->running_at, r->queued_at);
+        }
+        if (fclose(rl) != 0) {
+            fprintf(stderr, PROG ": cannot write %s: %s\n", o->req_log_path, strerror(errno));
+            goto out;
+        }
     }
     res->preempted = st_end.preempted - st_start.preempted;
     res->hit_tokens = st_end.prefix_hit_tokens - st_start.prefix_hit_tokens;
