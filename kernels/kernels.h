@@ -84,11 +84,11 @@ int k_attn_tile_rows(int group);
 int k_attn_init(void);
 
 /* Prefill attention through cuBLAS (lib/cuda/prefill_cuda.c): a sequence's K and V of `layer`
-** for positions 0..ctx-1 from its block table bt into contiguous (ctx, kvd) matrices of
-** out_type; the causal softmax of score rows S (n_heads, rows, ctx) fp32, row r at position
-** pos0 + r, into P of out_type (zeros past the position). */
+** for positions 0..ctx-1 from its block table bt into contiguous (ctx_fill, kvd) matrices of
+** out_type (zeros from ctx to ctx_fill); the causal softmax of score rows S (n_heads, rows, ctx)
+** fp32, row r at position pos0 + r, into P of out_type (zeros past the position). */
 int k_kv_gather(void *stream, void *kc, void *vc, int out_type, const kv_geom *kv, int layer, const int32_t *bt,
-                int ctx);
+                int ctx, int ctx_fill);
 int k_softmax_causal(void *stream, void *P, int out_type, const float *S, int n_heads, int rows, int ctx, int pos0);
 
 /* h[r][i] = silu(gu[r][i]) * gu[r][H + i] for i < H (gu: the fused gate|up product), stored as

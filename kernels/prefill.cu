@@ -6,13 +6,20 @@
 */
 #include "common.cuh"
 
-/* kc, vc (ctx, kvd) of out_type from the blocks bt[] of `layer`. */
-__global__ void kv_gather_kernel(void *kc, void *vc, int out_type, kv_geom kv, int layer, const int32_t *bt, int ctx)
+/* kc, vc (ctx_fill, kvd) of out_type: positions below ctx from the blocks bt[] of `layer`, zeros
+** from ctx on (the products read a padded context; a masked position must still be finite). */
+__global__ void kv_gather_kernel(void *kc, void *vc, int out_type, kv_geom kv, int layer, const int32_t *bt, int ctx,
+                                 int ctx_fill)
 {
     PDL_ENTRY();
-    size_t n = (size_t)ctx * (size_t)kv.kvd, ls = (size_t)kv.block_tokens * (size_t)kv.kvd;
+    size_t n = (size_t)ctx_fill * (size_t)kv.kvd, ls = (size_t)kv.block_tokens * (size_t)kv.kvd;
     for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t p = t / (size_t)kv.kvd, i = t % (size_t)kv.kvd;
+        if (p >= (size_t)ctx) {
+            st_elem(kc, t, out_type, 0.0f);
+            st_elem(vc, t, out_type, 0.0f);
+            continue;
+        }
         size_t off = (((size_t)bt[p / (size_t)kv.block_tokens] * (size_t)kv.n_layers + (size_t)layer) * 2) * ls +
                      (p % (size_t)kv.block_tokens) * (size_t)kv.kvd + i;
         st_elem(kc, t, out_type, ld_elem(kv.cache, off, kv.kv_type));
@@ -21,12 +28,13 @@ __global__ void kv_gather_kernel(void *kc, void *vc, int out_type, kv_geom kv, i
 }
 
 extern "C" int k_kv_gather(void *stream, void *kc, void *vc, int out_type, const kv_geom *kv, int layer,
-                           const int32_t *bt, int ctx)
+                           const int32_t *bt, int ctx, int ctx_fill)
 {
-    if (ctx <= 0) return 0;
-    size_t n = (size_t)ctx * (size_t)kv->kvd, blocks = (n + 255) / 256;
+    if (ctx_fill < ctx) ctx_fill = ctx;
+    if (ctx_fill <= 0) return 0;
+    size_t n = (size_t)ctx_fill * (size_t)kv->kvd, blocks = (n + 255) / 256;
     if (blocks > 4096) blocks = 4096;
-    launch_pdl(kv_gather_kernel, (unsigned)blocks, 256, 0, S(stream), kc, vc, out_type, *kv, layer, bt, ctx);
+    launch_pdl(kv_gather_kernel, (unsigned)blocks, 256, 0, S(stream), kc, vc, out_type, *kv, layer, bt, ctx, ctx_fill);
     return LAUNCHED();
 }
 

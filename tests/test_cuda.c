@@ -645,20 +645,22 @@ static void test_f16_model(void **state)
     assert_true(same >= 1); /* the first token of each prompt is expected to agree */
 }
 
-/* Logits of every position of a 100-token prompt on a 16-bit model, so the prompt's attention
-** goes through cuBLAS (chunks of 64+ rows): against the CPU, and against the paged kernel. */
-static float *prompt_logits(infer_backend be, int *n_pos, int *vocab)
+/* Logits of every position of a 100+-token prompt (reps phrases) on a 16-bit model, so the
+** prompt's attention goes through cuBLAS (chunks of 64+ rows): against the CPU, and against the
+** paged kernel. budget > 0: max_batch_tokens, so the prompt comes in chunks. */
+static float *prompt_logits(infer_backend be, int reps, int budget, int *n_pos, int *vocab)
 {
     infer_session_params sp;
     infer_session_params_init(&sp);
     sp.threading = INFER_THREADING_CALLER;
     sp.backend = be;
+    if (budget > 0) sp.max_batch_tokens = budget;
     if (be == INFER_BACKEND_CUDA) golden_devices(&sp);
     infer_session *s;
     assert_int_equal(infer_session_create(&sp, &s), INFER_OK);
     assert_int_equal(infer_model_load(s, "m", NULL, shared_path("models/llama-2-tiny-random.gguf"), NULL), INFER_OK);
     char prompt[2048] = "";
-    for (int i = 0; i < 24; i++) strcat(prompt, i % 3 ? "the quick brown fox " : "jumps over lazy dogs ");
+    for (int i = 0; i < reps; i++) strcat(prompt, i % 3 ? "the quick brown fox " : "jumps over lazy dogs ");
     infer_request rq;
     infer_request_init(&rq);
     rq.model = "m";
@@ -702,10 +704,10 @@ static void test_prefill_gemm(void **state)
 {
     NEED_GPU();
     int np_g, np_c, np_p, v;
-    float *g = prompt_logits(INFER_BACKEND_CUDA, &np_g, &v);
-    float *c = prompt_logits(INFER_BACKEND_CPU, &np_c, &v);
+    float *g = prompt_logits(INFER_BACKEND_CUDA, 24, 0, &np_g, &v);
+    float *c = prompt_logits(INFER_BACKEND_CPU, 24, 0, &np_c, &v);
     setenv("INFER_CUDA_PREFILL_GEMM", "0", 1);
-    float *p = prompt_logits(INFER_BACKEND_CUDA, &np_p, &v);
+    float *p = prompt_logits(INFER_BACKEND_CUDA, 24, 0, &np_p, &v);
     unsetenv("INFER_CUDA_PREFILL_GEMM");
     assert_true(np_g >= 64);
     assert_int_equal(np_g, np_c);
@@ -717,6 +719,15 @@ static void test_prefill_gemm(void **state)
     assert_true(e_cpu <= 1e-2);
     assert_true(e_paged <= 1e-2);
     free(g); free(c); free(p);
+    /* in chunks of 64: the second starts at position 64 (its products' context padded to 128) */
+    g = prompt_logits(INFER_BACKEND_CUDA, 32, 64, &np_g, &v);
+    c = prompt_logits(INFER_BACKEND_CPU, 32, 64, &np_c, &v);
+    assert_true(np_g >= 128);
+    assert_int_equal(np_g, np_c);
+    e_cpu = logits_rel(g, c, (size_t)np_g * (size_t)v);
+    printf("    %d-position prompt in chunks of 64: cuBLAS attention vs CPU rel %.2e (bound 1e-2)\n", np_g, e_cpu);
+    assert_true(e_cpu <= 1e-2);
+    free(g); free(c);
 }
 
 static void test_errors(void **state)
@@ -800,9 +811,9 @@ static void test_tp_batched(void **state)
         assert_memory_equal(one[i], two_push[i], sizeof(int32_t) * 40);
     }
     int np2, np1, v;
-    float *l2 = prompt_logits(INFER_BACKEND_CUDA, &np2, &v);
+    float *l2 = prompt_logits(INFER_BACKEND_CUDA, 24, 0, &np2, &v);
     golden_n_devices = 0;
-    float *l1 = prompt_logits(INFER_BACKEND_CUDA, &np1, &v);
+    float *l1 = prompt_logits(INFER_BACKEND_CUDA, 24, 0, &np1, &v);
     assert_int_equal(np1, np2);
     double e = logits_rel(l2, l1, (size_t)np1 * (size_t)v);
     printf("    16 prompts x 40 tokens: 2 GPUs batched (graphs, no graphs, push) == 1 GPU alone; f16 model, "

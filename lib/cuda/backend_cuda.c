@@ -276,6 +276,20 @@ static int bucket_rows(int n)
     return n;
 }
 
+/* A plain step's rows padded to one of a few counts (multiples of 16, 32 or 64 as the step
+** grows): cuBLAS chooses its kernel on the first product of each new shape, and on the H100 that
+** cost 2-10 ms a shape (CUDA_MODULE_LOADING=EAGER did not help), paid by the step that met it.
+** Steps of every row count up to the budget then stalled serving for 10-200 ms whenever a
+** new count came by (bench/results/2026-11-27-serve_load-gpu-ttft/). Padding rows carry no KV
+** store and no attention; memory-bound products cost the same, and cuBLAS's kernels for these
+** aligned counts were no slower. */
+static int plain_rows(int n)
+{
+    if (n <= 16) return bucket_rows(n);
+    int q = n <= 128 ? 16 : n <= 512 ? 32 : 64;
+    return (n + q - 1) / q * q;
+}
+
 /* Attention splits of a fixed 64 positions (flash-decoding): enough blocks for a batch of one
 ** at short contexts, and a query's result does not depend on what else is in the batch. Only
 ** when the partial-result buffer would overflow does the split grow (powers of two). */
@@ -358,13 +372,18 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         else decode = 0;
         maxctx = INFER_MAX(maxctx, b->pos[r] + 1);
     }
-    int R = decode ? bucket_rows(n) : n;
+    int pad = c->pad_rows && cm->cdt != KT_F32; /* f32 models: no cuBLAS, and products cost by the row */
+    int R = decode ? bucket_rows(n) : pad ? plain_rows(n) : n;
     if (R > cm->max_rows) {
         R = n;
         decode = 0;
     }
     int use_graph = decode && c->graphs;
-    step_shape sh = { .rows = R, .n_logits = use_graph ? R : nl, .sample = use_graph };
+    /* a plain step's logit rows are padded too (the classifier's product): up to R, within one chunk */
+    int nl_run = use_graph ? R : nl;
+    if (!use_graph && pad && nl > 0 && nl <= cm->logit_cap)
+        nl_run = INFER_MAX(nl, INFER_MIN(INFER_MIN(bucket_rows(nl), R), cm->logit_cap));
+    step_shape sh = { .rows = R, .n_logits = nl_run, .sample = use_graph };
 
     /* Pack the metadata. */
     step_ptrs hp = meta_ptrs(cm->hmeta, R);
@@ -418,10 +437,16 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         hp.lrow[r] = r;
         hp.samp[6 * (size_t)r] = 0.0f;
         cm->hfull[r] = 0;
-        hp.tiles[3 * r] = r;
-        hp.tiles[3 * r + 1] = 0;
-        hp.tiles[3 * r + 2] = 0;
+        if (!use_graph) continue; /* a padded plain step: no attention for these rows */
+        hp.tiles[3 * n_tiles] = r;
+        hp.tiles[3 * n_tiles + 1] = 0;
+        hp.tiles[3 * n_tiles + 2] = 0;
         n_tiles++;
+    }
+    for (int k = nl; k < nl_run && !use_graph; k++) { /* padded logit rows: a real row, greedy, not copied */
+        hp.lrow[k] = hp.lrow[0];
+        hp.samp[6 * (size_t)k] = 0.0f;
+        cm->hfull[k] = 0;
     }
     sh.n_tiles = n_tiles;
     sh.tile_rows = tile_rows;
@@ -473,6 +498,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         if (st) return st;
     }
     if (c->profile) CU(cudaEventRecord((cudaEvent_t)cm->prof_ev[1], c->stream));
+    double t2 = c->profile ? now_ms() : 0;
     int nlr = sh.n_logits;
     /* the rows of the last logits chunk are still in the logits buffer */
     int last0 = nlr > 0 ? (nlr - 1) / cm->logit_cap * cm->logit_cap : 0;
@@ -489,9 +515,18 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
     if (c->profile) {
         float ms = 0;
         cudaEventElapsedTime(&ms, (cudaEvent_t)cm->prof_ev[0], (cudaEvent_t)cm->prof_ev[1]);
+        double wall = now_ms() - t0;
         cm->prof_gpu_ms += ms;
         cm->prof_pack_ms += t1 - t0;
-        cm->prof_wall_ms += now_ms() - t0;
+        cm->prof_wall_ms += wall;
+        static const int upto[CUDA_PROF_BUCKETS - 1] = { 1, 8, 32, 64, 128, 256, 512 };
+        int k = 0;
+        while (k < CUDA_PROF_BUCKETS - 1 && n > upto[k]) k++;
+        cm->prof_n[use_graph][k]++;
+        cm->prof_b_enq[use_graph][k] += t2 - t1;
+        cm->prof_b_gpu[use_graph][k] += ms;
+        cm->prof_b_wall[use_graph][k] += wall;
+        cm->prof_b_max[use_graph][k] = INFER_MAX(cm->prof_b_max[use_graph][k], wall);
     }
     out->logits = cm->hlogits;
     out->argmax = cm->hids;
@@ -576,6 +611,8 @@ infer_status backend_cuda_create(const infer_session_params *p, backend **out)
     if (env && *env == '0') c->graphs = 0;
     env = getenv("INFER_CUDA_PROFILE");
     c->profile = env && *env == '1';
+    env = getenv("INFER_CUDA_PAD_ROWS");
+    c->pad_rows = !(env && *env == '0');
     env = getenv("INFER_CUDA_TP_NOCOMM");
     c->tp_nocomm = env && *env == '1';
     env = getenv("INFER_CUDA_TP_SYMM_ROWS");

@@ -35,6 +35,8 @@ infer_status blas_fail(cublasStatus_t st, const char *what);
 ** buffer the previous all-reduce read (NCCL 2.28's symmetric kernels gave wrong sums in place
 ** here, as in NVIDIA/nccl#1924); also the inbox slots the push all-reduces rotate through. */
 #define CUDA_TP_SYMM_BUFS 3
+/* INFER_CUDA_PROFILE's step-size buckets: 1, 2-8, 9-32, 33-64, 65-128, 129-256, 257-512, more rows. */
+#define CUDA_PROF_BUCKETS 8
 /* Blocks (NCCL barriers, LL slot sets) of our device-API kernels, at most. */
 #define CUDA_TP_LSA_BLOCKS 128
 
@@ -51,6 +53,7 @@ typedef struct cuda_be {
     int gemv_rows;           /* dense products of up to this many rows use the gemv kernel */
     int graphs;              /* capture decode steps as graphs (INFER_CUDA_GRAPHS=0: never) */
     int profile;             /* INFER_CUDA_PROFILE=1: time steps (host packing, GPU, wall) */
+    int pad_rows;            /* plain steps' rows padded to a few counts (INFER_CUDA_PAD_ROWS=0: not) */
     /* Tensor parallelism (tp_cuda.c): n_ranks GPUs share each layer; rank[0] is this backend,
     ** rank[r] a backend of its own (device, stream, cuBLAS) driven by the same engine thread. */
     int n_ranks;
@@ -114,9 +117,14 @@ typedef struct cuda_model {
     /* INFER_CUDA_PROFILE=1: per-step times, printed when the model is freed */
     double prof_pack_ms, prof_gpu_ms, prof_wall_ms;
     void *prof_ev[2];
+    /* the same per step kind (replayed graph or not) and rows (CUDA_PROF_BUCKETS buckets), with
+    ** the host time to enqueue the step's work: near the GPU time, the step is launch-bound */
+    uint64_t prof_n[2][CUDA_PROF_BUCKETS];
+    double prof_b_enq[2][CUDA_PROF_BUCKETS], prof_b_gpu[2][CUDA_PROF_BUCKETS], prof_b_wall[2][CUDA_PROF_BUCKETS];
+    double prof_b_max[2][CUDA_PROF_BUCKETS]; /* the longest step's wall time */
     uint8_t *hfull;          /* per logit row: copy the full row to the host */
     float *hlogits;          /* (max_rows, vocab) host rows for the sampler; pages touched only by rows copied */
-    void *pf_kc, *pf_vc, *pf_q, *pf_p; /* prefill attention scratch (NULL for f32 models) */
+    void *pf_kc, *pf_vc, *pf_q, *pf_p, *pf_o; /* prefill attention scratch (NULL for f32 models) */
     float *pf_s;
     pf_seg segs[CUDA_MAX_SEGS];        /* this step's chunks on that path */
     int n_segs;

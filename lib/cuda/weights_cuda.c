@@ -449,6 +449,16 @@ void cuda_rank_free(cuda_be *c, cuda_model *cm)
                 "host packing %.3f ms, GPU %.3f ms, forward wall %.3f ms per step\n", c->dev, c->name,
                 (unsigned long long)cm->steps, (unsigned long long)cm->graph_steps, (unsigned long long)cm->captures,
                 cm->capture_ms, cm->prof_pack_ms / n, cm->prof_gpu_ms / n, cm->prof_wall_ms / n);
+        static const char *rows[CUDA_PROF_BUCKETS] = { "1", "2-8", "9-32", "33-64", "65-128", "129-256", "257-512", ">512" };
+        for (int g = 1; g >= 0; g--)
+            for (int k = 0; k < CUDA_PROF_BUCKETS; k++) {
+                double m = (double)cm->prof_n[g][k];
+                if (m > 0)
+                    fprintf(stderr, "  %-6s steps of %-7s rows: %8llu, enqueue %.3f ms, GPU %.3f ms, wall %.3f ms (longest %.1f)\n",
+                            g ? "graph" : "plain", rows[k], (unsigned long long)cm->prof_n[g][k],
+                            cm->prof_b_enq[g][k] / m, cm->prof_b_gpu[g][k] / m, cm->prof_b_wall[g][k] / m,
+                            cm->prof_b_max[g][k]);
+            }
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[0]);
         cudaEventDestroy((cudaEvent_t)cm->prof_ev[1]);
     }
