@@ -25,6 +25,10 @@
 #define PF_MIN_ROWS 64              /* shorter chunks stay on the paged kernel */
 #define PF_CTX_Q 128                /* the products' context: a multiple of this */
 #define PF_ROW_Q 64                 /* their rows: a multiple of this */
+/* a sub-chunk of at least PF_ROW_Q rows fits the scores at the longest context, and padded
+** contexts stay within the gather buffers */
+_Static_assert(PF_ELEMS / PF_CTX_MAX >= PF_ROW_Q, "prefill sub-chunks need PF_ROW_Q rows at PF_CTX_MAX");
+_Static_assert(PF_CTX_MAX % PF_CTX_Q == 0, "padded contexts must fit the gather buffers");
 
 int cuda_prefill_eligible(const cuda_model *cm, int rows, int ctx)
 {
