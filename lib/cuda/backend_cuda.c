@@ -430,7 +430,7 @@ static infer_status cuda_forward(backend *be, infer_model *m, const batch *b, fw
         }
         hp.tiles[3 * (n_tiles - 1) + 1]++;
     }
-    for (int r = n; r < R; r++) { /* graph padding rows: no KV store, empty tiles */
+    for (int r = n; r < R; r++) { /* padding rows (graphs, padded plain steps): no KV store; in graphs, empty tiles */
         hp.tokens[r] = 0;
         hp.pos[r] = 0;
         hp.slot[r] = -1;
